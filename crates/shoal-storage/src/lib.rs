@@ -1,1 +1,28 @@
+//! Shoal's local storage: the stored object format, the [`Store`] trait, its RocksDB and
+//! in-memory implementations, and the [`Replica`] that applies coordinated writes and
+//! replica merges to a store atomically per key.
+//!
+//! Invariants:
+//! - The [`Store`] trait names no storage engine (TiKV's `engine_traits` pattern), so the pure
+//!   cores and the simulator can run against [`MemoryStore`] while nodes run on [`RocksStore`].
+//! - Every object written to disk carries a format version byte, and every object read back is
+//!   decoded and validated; a corrupt record becomes [`StoreError::Corrupt`], never a panic.
+//! - `Store::put` returns only once the write is in RocksDB's write-ahead log (and fsynced when
+//!   `sync_writes` is on), so an acknowledged write survives `kill -9`.
+//!
+//! Every method here blocks. Async callers run them on a blocking pool, never on the reactor.
 
+mod memory;
+mod object;
+mod replica;
+mod rocks;
+mod store;
+
+#[cfg(test)]
+mod conformance;
+
+pub use memory::MemoryStore;
+pub use object::{Object, Value, OBJECT_FORMAT_VERSION};
+pub use replica::{Replica, ReplicaError, ReplicaLimits};
+pub use rocks::{RocksOptions, RocksStore};
+pub use store::{Store, StoreError};
