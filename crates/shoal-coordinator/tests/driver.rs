@@ -1,0 +1,272 @@
+//! The coordinator driver over an in-process network of three nodes with MemoryStore: quorum
+//! counting, deadlines, forwarding to a replica, sibling merging and read repair.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::RwLock;
+use shoal_coordinator::*;
+use shoal_ring::{Layout, Member, NodeId, RingConfig};
+use shoal_storage::{MemoryStore, Object, Replica, ReplicaLimits};
+
+#[derive(Clone, Copy, PartialEq)]
+enum Fault {
+    None,
+    Down,
+    Hang,
+}
+
+#[derive(Default)]
+struct Net {
+    nodes: RwLock<HashMap<NodeId, Weak<Coordinator<MemoryStore, Link>>>>,
+    faults: RwLock<HashMap<NodeId, Fault>>,
+}
+
+struct Link(Arc<Net>);
+
+impl Net {
+    fn target(&self, node: &NodeId) -> Result<Arc<Coordinator<MemoryStore, Link>>, Fault> {
+        match self.faults.read().get(node).copied().unwrap_or(Fault::None) {
+            Fault::None => self.nodes.read().get(node).and_then(|w| w.upgrade()).ok_or(Fault::Down),
+            f => Err(f),
+        }
+    }
+}
+
+async fn fail(f: Fault) -> String {
+    if f == Fault::Hang {
+        std::future::pending::<()>().await;
+    }
+    "connection refused".to_string()
+}
+
+impl Transport for Link {
+    fn replica_put(
+        &self,
+        node: &NodeId,
+        key: Bytes,
+        object: Arc<Object>,
+        _t: Duration,
+    ) -> TransportFuture<Result<(), String>> {
+        let t = self.0.target(node);
+        Box::pin(async move {
+            match t {
+                Ok(c) => c.apply_local(key, (*object).clone()).await,
+                Err(f) => Err(fail(f).await),
+            }
+        })
+    }
+    fn replica_get(&self, node: &NodeId, key: Bytes, _t: Duration) -> TransportFuture<Result<Option<Object>, String>> {
+        let t = self.0.target(node);
+        Box::pin(async move {
+            match t {
+                Ok(c) => c.read_local(key).await,
+                Err(f) => Err(fail(f).await),
+            }
+        })
+    }
+    fn forward_put(
+        &self,
+        node: &NodeId,
+        req: PutRequest,
+        _t: Duration,
+    ) -> TransportFuture<Result<Result<PutResponse, CoordError>, String>> {
+        let t = self.0.target(node);
+        Box::pin(async move {
+            match t {
+                Ok(c) => Ok(c.put(req).await),
+                Err(f) => Err(fail(f).await),
+            }
+        })
+    }
+}
+
+struct Cluster {
+    net: Arc<Net>,
+    nodes: Vec<Arc<Coordinator<MemoryStore, Link>>>,
+}
+
+fn cluster() -> Cluster {
+    let ids: Vec<NodeId> = ["n1", "n2", "n3"].into_iter().map(NodeId::from).collect();
+    let members = ids
+        .iter()
+        .map(|id| Member {
+            id: id.clone(),
+            zone: "z".into(),
+            weight: 1,
+        })
+        .collect();
+    let layout = Arc::new(Layout::new(1, members, RingConfig::default()).unwrap());
+    let net = Arc::new(Net::default());
+    let config = CoordinatorConfig {
+        default_timeout: Duration::from_millis(300),
+        ..Default::default()
+    };
+    let nodes: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            let replica = Arc::new(Replica::new(Arc::new(MemoryStore::new()), ReplicaLimits::default()));
+            Arc::new(Coordinator::new(
+                id.clone(),
+                layout.clone(),
+                replica,
+                Arc::new(Link(net.clone())),
+                config.clone(),
+            ))
+        })
+        .collect();
+    for n in &nodes {
+        net.nodes.write().insert(n.me().clone(), Arc::downgrade(n));
+    }
+    Cluster { net, nodes }
+}
+
+fn put(key: &str, value: &str, n: u8, w: u8) -> PutRequest {
+    PutRequest {
+        key: Bytes::from(key.to_string()),
+        value: Some(Bytes::from(value.to_string())),
+        context: None,
+        n: Some(n),
+        w: Some(w),
+        timeout_ms: None,
+        forwarded: false,
+    }
+}
+
+fn get(key: &str, n: u8, r: u8) -> GetRequest {
+    GetRequest {
+        key: Bytes::from(key.to_string()),
+        n: Some(n),
+        r: Some(r),
+        timeout_ms: None,
+    }
+}
+
+fn values(o: &Option<Object>) -> Vec<String> {
+    let mut v: Vec<String> = o
+        .iter()
+        .flat_map(|o| o.values())
+        .map(|b| String::from_utf8(b.to_vec()).unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn quorum_counts_acks_and_names_failures() {
+    let c = cluster();
+    c.net.faults.write().insert(NodeId::from("n3"), Fault::Down);
+    let done = c.nodes[0].put(put("k", "v", 3, 2)).await.unwrap();
+    assert_eq!(done.acks, 2);
+    match c.nodes[0].put(put("k", "v", 3, 3)).await {
+        Err(CoordError::Unavailable {
+            required,
+            acked,
+            failed,
+            ..
+        }) => {
+            assert_eq!((required, acked), (3, 2));
+            assert_eq!(
+                failed,
+                vec![FailedReplica {
+                    node: "n3".into(),
+                    reason: "connection refused".into()
+                }]
+            );
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    let got = c.nodes[1].get(get("k", 3, 2)).await.unwrap();
+    assert!(!values(&got.object).is_empty());
+}
+
+#[tokio::test]
+async fn a_hung_replica_fails_at_the_deadline() {
+    let c = cluster();
+    c.net.faults.write().insert(NodeId::from("n2"), Fault::Hang);
+    let started = std::time::Instant::now();
+    match c.nodes[0].put(put("k", "v", 3, 3)).await {
+        Err(CoordError::Unavailable { acked, failed, .. }) => {
+            assert_eq!(acked, 2);
+            assert_eq!(failed[0].node, "n2");
+            assert!(failed[0].reason.contains("deadline"), "{failed:?}");
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert!(
+        c.nodes[0].put(put("k", "v", 3, 2)).await.is_ok(),
+        "w=2 does not wait for the hung node"
+    );
+}
+
+#[tokio::test]
+async fn a_non_replica_forwards_the_write_to_a_replica() {
+    let c = cluster();
+    let layout = c.nodes[0].layout();
+    // Find a key whose single replica (n=1) is not n1, and write it through n1.
+    let key = (0..1000)
+        .map(|i| format!("key-{i}"))
+        .find(|k| layout.preference_list(layout.partition_of(k.as_bytes()), 1)[0] != *c.nodes[0].me())
+        .unwrap();
+    let owner = layout.preference_list(layout.partition_of(key.as_bytes()), 1)[0].clone();
+    c.nodes[0].put(put(&key, "forwarded", 1, 1)).await.unwrap();
+    let owner_node = c.nodes.iter().find(|n| *n.me() == owner).unwrap();
+    assert_eq!(
+        values(&owner_node.read_local(Bytes::from(key.clone())).await.unwrap()),
+        vec!["forwarded"]
+    );
+    assert!(
+        c.nodes[0].read_local(Bytes::from(key)).await.unwrap().is_none(),
+        "the non-replica stored nothing"
+    );
+}
+
+#[tokio::test]
+async fn reads_merge_siblings_and_repair_stale_replicas() {
+    let c = cluster();
+    // n3 misses the first write; n1 misses the second: each replica is stale in its own way.
+    c.net.faults.write().insert(NodeId::from("n3"), Fault::Down);
+    c.nodes[0].put(put("k", "a", 3, 2)).await.unwrap();
+    c.net.faults.write().clear();
+    c.net.faults.write().insert(NodeId::from("n1"), Fault::Down);
+    c.nodes[2].put(put("k", "b", 3, 2)).await.unwrap();
+    c.net.faults.write().clear();
+
+    let got = c.nodes[1].get(get("k", 3, 3)).await.unwrap();
+    assert_eq!(
+        values(&got.object),
+        vec!["a", "b"],
+        "concurrent blind writes are siblings"
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for n in &c.nodes {
+        assert_eq!(
+            values(&n.read_local(Bytes::from("k")).await.unwrap()),
+            vec!["a", "b"],
+            "{} repaired",
+            n.me()
+        );
+    }
+    // A write with the read's context resolves both siblings everywhere.
+    let mut resolve = put("k", "c", 3, 3);
+    resolve.context = Some(got.object.unwrap().siblings.context());
+    c.nodes[0].put(resolve).await.unwrap();
+    for n in &c.nodes {
+        assert_eq!(values(&n.read_local(Bytes::from("k")).await.unwrap()), vec!["c"]);
+    }
+}
+
+#[tokio::test]
+async fn delete_without_context_removes_what_the_coordinator_holds() {
+    let c = cluster();
+    c.nodes[0].put(put("k", "a", 3, 3)).await.unwrap();
+    let mut del = put("k", "", 3, 3);
+    del.value = None;
+    c.nodes[1].put(del).await.unwrap();
+    let got = c.nodes[2].get(get("k", 3, 3)).await.unwrap();
+    let obj = got.object.unwrap();
+    assert!(obj.is_deleted(), "only the tombstone remains: {obj:?}");
+}
