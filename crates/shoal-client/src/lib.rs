@@ -1,1 +1,384 @@
+//! A Rust client for Shoal over HTTP or QUIC, with per-request N/W/R.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), shoal_client::ClientError> {
+//! let client = shoal_client::Client::connect("http://127.0.0.1:8080", None).await?;
+//! let opts = shoal_client::Options { w: Some(2), ..Default::default() };
+//! let written = client.put(b"greeting", "hello".into(), None, &opts).await?;
+//! let read = client.get(b"greeting", &Default::default()).await?;
+//! # let _ = (written, read); Ok(()) }
+//! ```
+//!
+//! Every read and write returns the causal context; pass it to the next write of the same key
+//! to replace exactly the siblings that read saw.
 
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::{connect::HttpConnector, Client as HyperClient};
+use hyper_util::rt::TokioExecutor;
+pub use shoal_net::client_api::{ApiError, ClientRequest, ClientResponse};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The cluster answered with an error (quorum not reached, bad parameter, limit).
+    #[error("{0}")]
+    Api(ApiError),
+    #[error("transport: {0}")]
+    Transport(String),
+    #[error("unexpected answer: {0}")]
+    Protocol(String),
+    #[error("bad endpoint {0:?}: use http://HOST:PORT or quic://HOST:PORT")]
+    Endpoint(String),
+}
+
+/// Per-request consistency and deadline; `None` takes the node's configured default.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    pub n: Option<u8>,
+    pub w: Option<u8>,
+    pub r: Option<u8>,
+    pub timeout_ms: Option<u32>,
+}
+
+/// The answer to a read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Read {
+    /// One value, or several siblings when writes were concurrent.
+    Found { context: String, values: Vec<Bytes> },
+    /// Absent, or deleted (then with a context to write over the tombstone).
+    NotFound { context: Option<String> },
+}
+
+/// The answer to a put or delete that reached its write quorum.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Written {
+    pub context: String,
+    pub acks: u8,
+    pub siblings: u32,
+    pub sibling_warning: bool,
+}
+
+enum Transport {
+    Http {
+        base: String,
+        client: HyperClient<HttpConnector, Full<Bytes>>,
+    },
+    Quic {
+        pool: shoal_net::Pool,
+        addr: SocketAddr,
+    },
+}
+
+pub struct Client {
+    transport: Transport,
+}
+
+const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
+
+async fn resolve(hostport: &str, raw: &str) -> Result<SocketAddr, ClientError> {
+    tokio::net::lookup_host(hostport)
+        .await
+        .map_err(|e| ClientError::Transport(format!("resolving {hostport}: {e}")))?
+        .next()
+        .ok_or_else(|| ClientError::Endpoint(raw.to_string()))
+}
+
+/// Percent-encode a key for a URL path: everything outside RFC 3986's unreserved set.
+pub fn encode_key(key: &[u8]) -> String {
+    let mut s = String::with_capacity(key.len() * 3);
+    for &b in key {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            s.push(b as char);
+        } else {
+            s.push_str(&format!("%{b:02X}"));
+        }
+    }
+    s
+}
+
+impl Client {
+    /// Connect to `endpoint` (`http://HOST:PORT` or `quic://HOST:PORT`). QUIC needs the
+    /// cluster CA certificate to verify the node.
+    pub async fn connect(endpoint: &str, ca_cert: Option<&Path>) -> Result<Client, ClientError> {
+        if let Some(hostport) = endpoint.strip_prefix("http://") {
+            let hostport = hostport.trim_end_matches('/');
+            resolve(hostport, endpoint).await?;
+            let mut connector = HttpConnector::new();
+            connector.set_nodelay(true);
+            let client = HyperClient::builder(TokioExecutor::new())
+                .pool_max_idle_per_host(256)
+                .build(connector);
+            return Ok(Client {
+                transport: Transport::Http {
+                    base: format!("http://{hostport}"),
+                    client,
+                },
+            });
+        }
+        if let Some(hostport) = endpoint.strip_prefix("quic://") {
+            let hostport = hostport.trim_end_matches('/');
+            let addr = resolve(hostport, endpoint).await?;
+            let ca = ca_cert.ok_or_else(|| {
+                ClientError::Transport("QUIC needs the cluster CA certificate (--ca FILE or SHOAL_CA_CERT)".into())
+            })?;
+            let tls =
+                shoal_net::tls::client_api_client_config(ca).map_err(|e| ClientError::Transport(e.to_string()))?;
+            let tuning = shoal_net::TransportTuning::default();
+            let quic = tuning
+                .client_config(tls)
+                .map_err(|e| ClientError::Transport(e.to_string()))?;
+            let bind: SocketAddr = if addr.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }
+                .parse()
+                .map_err(|_| ClientError::Endpoint(endpoint.to_string()))?;
+            let mut ep = quinn::Endpoint::client(bind).map_err(|e| ClientError::Transport(e.to_string()))?;
+            ep.set_default_client_config(quic);
+            let pool = shoal_net::Pool::new(ep, shoal_net::SERVER_NAME, tuning.max_frame_bytes);
+            return Ok(Client {
+                transport: Transport::Quic { pool, addr },
+            });
+        }
+        Err(ClientError::Endpoint(endpoint.to_string()))
+    }
+
+    pub async fn get(&self, key: &[u8], opts: &Options) -> Result<Read, ClientError> {
+        let req = ClientRequest::Get {
+            key: Bytes::copy_from_slice(key),
+            n: opts.n,
+            r: opts.r,
+            timeout_ms: opts.timeout_ms,
+        };
+        match self.call(req, opts).await? {
+            ClientResponse::Found { context, values } => Ok(Read::Found { context, values }),
+            ClientResponse::NotFound { context } => Ok(Read::NotFound { context }),
+            other => Err(ClientError::Protocol(format!("{other:?}"))),
+        }
+    }
+
+    pub async fn put(
+        &self,
+        key: &[u8],
+        value: Bytes,
+        context: Option<&str>,
+        opts: &Options,
+    ) -> Result<Written, ClientError> {
+        let req = ClientRequest::Put {
+            key: Bytes::copy_from_slice(key),
+            value,
+            context: context.map(str::to_string),
+            n: opts.n,
+            w: opts.w,
+            timeout_ms: opts.timeout_ms,
+        };
+        self.written(req, opts).await
+    }
+
+    pub async fn delete(&self, key: &[u8], context: Option<&str>, opts: &Options) -> Result<Written, ClientError> {
+        let req = ClientRequest::Delete {
+            key: Bytes::copy_from_slice(key),
+            context: context.map(str::to_string),
+            n: opts.n,
+            w: opts.w,
+            timeout_ms: opts.timeout_ms,
+        };
+        self.written(req, opts).await
+    }
+
+    async fn written(&self, req: ClientRequest, opts: &Options) -> Result<Written, ClientError> {
+        match self.call(req, opts).await? {
+            ClientResponse::Written {
+                context,
+                acks,
+                siblings,
+                sibling_warning,
+            } => Ok(Written {
+                context,
+                acks,
+                siblings,
+                sibling_warning,
+            }),
+            other => Err(ClientError::Protocol(format!("{other:?}"))),
+        }
+    }
+
+    async fn call(&self, req: ClientRequest, opts: &Options) -> Result<ClientResponse, ClientError> {
+        // Wait a little longer than the server-side deadline, so the server's 503 (which names
+        // the replicas that failed) arrives rather than a bare client timeout.
+        let deadline = opts
+            .timeout_ms
+            .map_or(DEFAULT_DEADLINE, |t| Duration::from_millis(t as u64 + 2_000));
+        let resp =
+            match &self.transport {
+                Transport::Quic { pool, addr } => pool
+                    .call::<_, ClientResponse>(*addr, req, deadline)
+                    .await
+                    .map_err(|e| ClientError::Transport(e.to_string()))?,
+                Transport::Http { base, client } => tokio::time::timeout(deadline, http_call(client, base, req))
+                    .await
+                    .map_err(|_| ClientError::Transport(format!("no answer within {deadline:?}")))??,
+            };
+        match resp {
+            ClientResponse::Error(e) => Err(ClientError::Api(e)),
+            other => Ok(other),
+        }
+    }
+}
+
+fn query(pairs: &[(&str, Option<u32>)]) -> String {
+    let parts: Vec<String> = pairs
+        .iter()
+        .filter_map(|(k, v)| v.map(|v| format!("{k}={v}")))
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", parts.join("&"))
+    }
+}
+
+async fn http_call(
+    client: &HyperClient<HttpConnector, Full<Bytes>>,
+    base: &str,
+    req: ClientRequest,
+) -> Result<ClientResponse, ClientError> {
+    let o = |v: Option<u8>| v.map(u32::from);
+    let (method, key, q, context, body) = match req {
+        ClientRequest::Get { key, n, r, timeout_ms } => (
+            "GET",
+            key,
+            query(&[("n", o(n)), ("r", o(r)), ("timeout_ms", timeout_ms)]),
+            None,
+            Bytes::new(),
+        ),
+        ClientRequest::Put {
+            key,
+            value,
+            context,
+            n,
+            w,
+            timeout_ms,
+        } => (
+            "PUT",
+            key,
+            query(&[("n", o(n)), ("w", o(w)), ("timeout_ms", timeout_ms)]),
+            context,
+            value,
+        ),
+        ClientRequest::Delete {
+            key,
+            context,
+            n,
+            w,
+            timeout_ms,
+        } => (
+            "DELETE",
+            key,
+            query(&[("n", o(n)), ("w", o(w)), ("timeout_ms", timeout_ms)]),
+            context,
+            Bytes::new(),
+        ),
+    };
+    let uri = format!("{base}/v1/kv/{}{q}", encode_key(&key));
+    let mut builder = hyper::Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("accept", "application/json");
+    if let Some(c) = &context {
+        builder = builder.header("x-shoal-context", c);
+    }
+    let request = builder
+        .body(Full::new(body))
+        .map_err(|e| ClientError::Protocol(e.to_string()))?;
+    let resp = client
+        .request(request)
+        .await
+        .map_err(|e| ClientError::Transport(e.to_string()))?;
+    let status = resp.status().as_u16();
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let context = header("x-shoal-context");
+    let acks = header("x-shoal-acks").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let siblings = header("x-shoal-siblings").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let warning = header("warning").is_some();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| ClientError::Transport(e.to_string()))?
+        .to_bytes();
+    match status {
+        200 | 300 => {
+            #[derive(serde::Deserialize)]
+            struct Siblings {
+                context: String,
+                siblings: Vec<String>,
+            }
+            let s: Siblings = serde_json::from_slice(&body).map_err(|e| ClientError::Protocol(e.to_string()))?;
+            let engine = base64::engine::general_purpose::STANDARD;
+            let values = s
+                .siblings
+                .iter()
+                .map(|v| engine.decode(v).map(Bytes::from))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| ClientError::Protocol(e.to_string()))?;
+            Ok(ClientResponse::Found {
+                context: s.context,
+                values,
+            })
+        }
+        204 => Ok(ClientResponse::Written {
+            context: context.ok_or_else(|| ClientError::Protocol("204 without X-Shoal-Context".into()))?,
+            acks,
+            siblings,
+            sibling_warning: warning,
+        }),
+        404 => Ok(ClientResponse::NotFound { context }),
+        _ => {
+            let mut e: ApiError = serde_json::from_slice(&body)
+                .map_err(|_| ClientError::Protocol(format!("HTTP {status}: {}", String::from_utf8_lossy(&body))))?;
+            e.status = status;
+            Ok(ClientResponse::Error(e))
+        }
+    }
+}
+
+/// `GET` a JSON document from a node's HTTP API, e.g. `/v1/admin/status`.
+pub async fn http_get_json(endpoint: &str, path: &str) -> Result<serde_json::Value, ClientError> {
+    let hostport = endpoint
+        .strip_prefix("http://")
+        .ok_or_else(|| ClientError::Endpoint(endpoint.to_string()))?
+        .trim_end_matches('/');
+    let client: HyperClient<HttpConnector, Full<Bytes>> =
+        HyperClient::builder(TokioExecutor::new()).build(HttpConnector::new());
+    let uri = format!("http://{hostport}{path}");
+    let request = hyper::Request::builder()
+        .uri(uri)
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| ClientError::Protocol(e.to_string()))?;
+    let resp = tokio::time::timeout(DEFAULT_DEADLINE, client.request(request))
+        .await
+        .map_err(|_| ClientError::Transport(format!("no answer within {DEFAULT_DEADLINE:?}")))?
+        .map_err(|e| ClientError::Transport(e.to_string()))?;
+    let status = resp.status().as_u16();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| ClientError::Transport(e.to_string()))?
+        .to_bytes();
+    if status != 200 {
+        return Err(ClientError::Protocol(format!(
+            "HTTP {status}: {}",
+            String::from_utf8_lossy(&body)
+        )));
+    }
+    serde_json::from_slice(&body).map_err(|e| ClientError::Protocol(e.to_string()))
+}

@@ -1,0 +1,295 @@
+//! The HTTP API: `/v1/kv/{key}`, `/v1/admin/status`, `/metrics`, `/healthz`.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use base64::Engine;
+use bytes::Bytes;
+use shoal_net::client_api::{ApiError, ClientRequest, ClientResponse};
+
+use crate::server::NodeShared;
+
+pub const CONTEXT_HEADER: &str = "x-shoal-context";
+
+pub fn router(shared: Arc<NodeShared>) -> Router {
+    Router::new()
+        .route("/v1/kv/{*key}", get(kv).put(kv).delete(kv))
+        .route("/v1/admin/status", get(status))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .fallback(|uri: Uri| async move {
+            error_response(ApiError::new(
+                404,
+                "no_such_route",
+                format!("no route for {}", uri.path()),
+            ))
+        })
+        .with_state(shared)
+}
+
+fn error_response(e: ApiError) -> Response {
+    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut resp = (status, axum::Json(&e)).into_response();
+    if let Some(ctx) = e.context.as_deref().and_then(|c| HeaderValue::from_str(c).ok()) {
+        resp.headers_mut().insert(CONTEXT_HEADER, ctx);
+    }
+    resp
+}
+
+/// Percent-decode a path segment into raw key bytes (keys are bytes, not necessarily UTF-8).
+fn percent_decode(s: &str) -> Result<Vec<u8>, ApiError> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| {
+                    ApiError::new(400, "invalid_key", "bad percent-encoding in the key").with_param("key")
+                })?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    Ok(out)
+}
+
+/// Query parameters of a kv request, parsed by hand so every mistake gets a JSON 400 naming
+/// the parameter rather than a framework's plain-text rejection.
+#[derive(Default)]
+struct KvParams {
+    n: Option<u8>,
+    quorum: Option<u8>,
+    timeout_ms: Option<u32>,
+}
+
+fn parse_params(query: Option<&str>, quorum_name: &'static str) -> Result<KvParams, ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or(""))
+        .map_err(|e| ApiError::new(400, "invalid_parameter", format!("unreadable query string: {e}")))?;
+    let mut p = KvParams::default();
+    for (k, v) in pairs {
+        let small = |name: &str| {
+            v.parse::<u8>().map_err(|_| {
+                ApiError::new(
+                    400,
+                    "invalid_parameter",
+                    format!("{name} must be an integer from 0 to 255, got {v:?}"),
+                )
+                .with_param(name)
+            })
+        };
+        match k.as_str() {
+            "n" => p.n = Some(small("n")?),
+            q if q == quorum_name => p.quorum = Some(small(quorum_name)?),
+            "timeout_ms" => {
+                p.timeout_ms = Some(v.parse::<u32>().ok().filter(|t| *t > 0).ok_or_else(|| {
+                    ApiError::new(
+                        400,
+                        "invalid_parameter",
+                        format!("timeout_ms must be a positive integer, got {v:?}"),
+                    )
+                    .with_param("timeout_ms")
+                })?)
+            }
+            other => {
+                return Err(ApiError::new(
+                    400,
+                    "invalid_parameter",
+                    format!("unknown parameter {other:?}; this request takes n, {quorum_name} and timeout_ms"),
+                )
+                .with_param(other.to_string()))
+            }
+        }
+    }
+    Ok(p)
+}
+
+fn wants_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/json"))
+}
+
+fn context_header(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    match headers.get(CONTEXT_HEADER) {
+        None => Ok(None),
+        Some(v) => v.to_str().map(|s| Some(s.to_string())).map_err(|_| {
+            ApiError::new(400, "invalid_context", "X-Shoal-Context is not valid ASCII").with_param("context")
+        }),
+    }
+}
+
+async fn kv(
+    State(shared): State<Arc<NodeShared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match kv_inner(&shared, method, uri, headers, body).await {
+        Ok(r) => r,
+        Err(e) => error_response(e),
+    }
+}
+
+async fn kv_inner(
+    shared: &NodeShared,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let api = &shared.api;
+    let raw = uri.path().strip_prefix("/v1/kv/").unwrap_or_default();
+    let key = Bytes::from(percent_decode(raw)?);
+    let request = if method == Method::GET {
+        let p = parse_params(uri.query(), "r")?;
+        ClientRequest::Get {
+            key,
+            n: p.n,
+            r: p.quorum,
+            timeout_ms: p.timeout_ms,
+        }
+    } else {
+        let p = parse_params(uri.query(), "w")?;
+        let context = context_header(&headers)?;
+        if method == Method::PUT {
+            let limit = api.limits().max_value_bytes;
+            let declared = headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<usize>().ok());
+            if let Some(len) = declared.filter(|l| *l > limit) {
+                return Err(api.value_too_large(len));
+            }
+            let value = axum::body::to_bytes(body, limit)
+                .await
+                .map_err(|_| api.value_too_large(limit + 1))?;
+            ClientRequest::Put {
+                key,
+                value,
+                context,
+                n: p.n,
+                w: p.quorum,
+                timeout_ms: p.timeout_ms,
+            }
+        } else {
+            ClientRequest::Delete {
+                key,
+                context,
+                n: p.n,
+                w: p.quorum,
+                timeout_ms: p.timeout_ms,
+            }
+        }
+    };
+    Ok(render(api.handle(request).await, wants_json(&headers)))
+}
+
+fn with_context(mut resp: Response, context: &str) -> Response {
+    if let Ok(v) = HeaderValue::from_str(context) {
+        resp.headers_mut().insert(CONTEXT_HEADER, v);
+    }
+    resp
+}
+
+fn render(response: ClientResponse, json: bool) -> Response {
+    match response {
+        ClientResponse::Found { context, mut values } => {
+            if values.len() == 1 && !json {
+                let value = values.pop().unwrap_or_default();
+                let resp = (
+                    StatusCode::OK,
+                    [(header::CONTENT_TYPE, "application/octet-stream")],
+                    value,
+                )
+                    .into_response();
+                return with_context(resp, &context);
+            }
+            let status = if values.len() == 1 {
+                StatusCode::OK
+            } else {
+                StatusCode::MULTIPLE_CHOICES
+            };
+            let engine = base64::engine::general_purpose::STANDARD;
+            let body = serde_json::json!({
+                "context": context,
+                "siblings": values.iter().map(|v| engine.encode(v)).collect::<Vec<_>>(),
+            });
+            with_context((status, axum::Json(body)).into_response(), &context)
+        }
+        ClientResponse::NotFound { context } => {
+            let mut e = ApiError::new(404, "not_found", "no value for this key");
+            e.context = context;
+            error_response(e)
+        }
+        ClientResponse::Written {
+            context,
+            acks,
+            siblings,
+            sibling_warning,
+        } => {
+            let mut resp = StatusCode::NO_CONTENT.into_response();
+            let h = resp.headers_mut();
+            h.insert("x-shoal-acks", HeaderValue::from(u32::from(acks)));
+            h.insert("x-shoal-siblings", HeaderValue::from(siblings));
+            if sibling_warning {
+                let text = format!("199 shoal \"{siblings} siblings: resolve them by writing with the context\"");
+                if let Ok(v) = HeaderValue::from_str(&text) {
+                    h.insert(header::WARNING, v);
+                }
+            }
+            with_context(resp, &context)
+        }
+        ClientResponse::Error(e) => error_response(e),
+    }
+}
+
+async fn status(State(shared): State<Arc<NodeShared>>) -> Response {
+    axum::Json(shared.status().await).into_response()
+}
+
+async fn metrics(State(shared): State<Arc<NodeShared>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        shared.metrics.render(),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_are_checked_by_name() {
+        let p = parse_params(Some("n=3&w=2&timeout_ms=100"), "w").unwrap();
+        assert_eq!((p.n, p.quorum, p.timeout_ms), (Some(3), Some(2), Some(100)));
+        let e = parse_params(Some("w=two"), "w").err().unwrap();
+        assert_eq!((e.status, e.param.as_deref()), (400, Some("w")));
+        let e = parse_params(Some("r=1"), "w").err().unwrap();
+        assert_eq!(e.param.as_deref(), Some("r"), "r is not a write parameter");
+        let e = parse_params(Some("timeout_ms=0"), "r").err().unwrap();
+        assert_eq!(e.param.as_deref(), Some("timeout_ms"));
+        assert!(parse_params(Some("n=999"), "r").is_err());
+    }
+
+    #[test]
+    fn keys_are_percent_decoded_to_bytes() {
+        assert_eq!(percent_decode("a%2Fb%00%ff").unwrap(), b"a/b\x00\xff".to_vec());
+        assert!(percent_decode("bad%zz").is_err());
+        assert!(percent_decode("bad%2").is_err());
+    }
+}

@@ -1,0 +1,227 @@
+//! Starting a node: open storage, build the layout, bind the peer, client-QUIC and HTTP
+//! listeners, and serve until shutdown.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde_json::json;
+use shoal_coordinator::{Coordinator, CoordinatorConfig, RequestDefaults};
+use shoal_net::{tls, Pool, TransportTuning};
+use shoal_ring::{Layout, Member, NodeId, RingConfig};
+use shoal_storage::{Replica, ReplicaLimits, RocksOptions, RocksStore};
+use shoal_version::{ContextCodec, SiblingLimits};
+use tracing::info;
+
+use crate::api::{Api, ApiLimits};
+use crate::config::NodeConfig;
+use crate::peer::{PeerRequest, PeerResponse, PeerService, QuicTransport, SharedTransport};
+use crate::quic_api::ClientService;
+
+/// What the HTTP handlers share.
+pub struct NodeShared {
+    pub config: NodeConfig,
+    pub api: Arc<Api>,
+    pub transport: Arc<QuicTransport>,
+    pub metrics: PrometheusHandle,
+}
+
+impl NodeShared {
+    /// This node's view of the cluster, for `GET /v1/admin/status`. Liveness is a ping over the
+    /// peer port until SWIM supplies it.
+    pub async fn status(&self) -> serde_json::Value {
+        let coordinator = &self.api.coordinator;
+        let layout = coordinator.layout();
+        let me = coordinator.me().clone();
+        let n = coordinator.config().defaults.n as usize;
+        let mut members = Vec::new();
+        for m in layout.members() {
+            let liveness = if m.id == me {
+                "alive".to_string()
+            } else {
+                match self
+                    .transport
+                    .call(&m.id, PeerRequest::Ping, Duration::from_millis(500))
+                    .await
+                {
+                    Ok(PeerResponse::Pong { .. }) => "alive".to_string(),
+                    Ok(_) => "confused".to_string(),
+                    Err(_) => "unreachable".to_string(),
+                }
+            };
+            members.push(json!({
+                "id": m.id.to_string(),
+                "zone": m.zone,
+                "weight": m.weight,
+                "peer": self.transport.addr(&m.id).map(|a| a.to_string()),
+                "liveness": liveness,
+                "admin_state": "member",
+                "partitions_primary": layout.partitions_of(&m.id, 1).len(),
+                "partitions_replicated": layout.partitions_of(&m.id, n).len(),
+            }));
+        }
+        let d = coordinator.config().defaults;
+        json!({
+            "node": {
+                "id": me.to_string(),
+                "zone": self.config.node.zone,
+                "http": self.config.listen.http.to_string(),
+                "peer": self.config.listen.peer.to_string(),
+                "quic": self.config.listen.quic.to_string(),
+            },
+            "layout": {
+                "version": layout.version(),
+                "partitions": layout.partitions(),
+                "tokens_per_weight": layout.config().tokens_per_weight,
+            },
+            "defaults": {"n": d.n, "w": d.w, "r": d.r, "max_n": d.max_n},
+            "members": members,
+        })
+    }
+}
+
+fn read_secret(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "reading the cluster secret {} (create it with `shoal cert init`)",
+            path.display()
+        )
+    })?;
+    let secret = text.trim().as_bytes().to_vec();
+    anyhow::ensure!(
+        secret.len() >= 32,
+        "the cluster secret in {} is shorter than 32 characters",
+        path.display()
+    );
+    Ok(secret)
+}
+
+/// Run a node until `shutdown` completes.
+pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let metrics = crate::telemetry::install();
+    let me = NodeId::new(config.node.id.clone());
+
+    let members: Vec<Member> = config
+        .cluster
+        .members
+        .iter()
+        .map(|m| Member {
+            id: NodeId::new(m.id.clone()),
+            zone: m.zone.clone(),
+            weight: m.weight,
+        })
+        .collect();
+    let ring = RingConfig {
+        partitions: config.cluster.partitions,
+        tokens_per_weight: config.cluster.tokens_per_weight,
+    };
+    let layout = Arc::new(Layout::new(1, members, ring).context("building the ring layout")?);
+
+    let db_path = config.node.data_dir.join("db");
+    std::fs::create_dir_all(&db_path).with_context(|| format!("creating {}", db_path.display()))?;
+    let rocks_opts = RocksOptions {
+        sync_writes: config.storage.sync_writes,
+        block_cache_bytes: config.storage.block_cache_mb << 20,
+    };
+    let store = {
+        let p = db_path.clone();
+        tokio::task::spawn_blocking(move || RocksStore::open(&p, &rocks_opts))
+            .await?
+            .with_context(|| format!("opening RocksDB at {}", db_path.display()))?
+    };
+    let limits = ReplicaLimits {
+        siblings: SiblingLimits {
+            warn: config.limits.sibling_warn,
+            max: config.limits.sibling_max,
+        },
+        max_object_bytes: config.limits.max_object_bytes,
+    };
+    let replica = Arc::new(Replica::new(Arc::new(store), limits));
+
+    let tls_files = tls::TlsFiles {
+        ca_cert: config.tls.ca_cert.clone(),
+        node_cert: config.tls.node_cert.clone(),
+        node_key: config.tls.node_key.clone(),
+    };
+    let tuning = TransportTuning {
+        max_frame_bytes: config.limits.max_frame_bytes,
+        ..Default::default()
+    };
+    let peer_server = tuning.server_config(tls::peer_server_config(&tls_files)?)?;
+    let mut peer_endpoint = quinn::Endpoint::server(peer_server, config.listen.peer)
+        .with_context(|| format!("binding the peer port {}", config.listen.peer))?;
+    peer_endpoint.set_default_client_config(tuning.client_config(tls::peer_client_config(&tls_files)?)?);
+    let addrs: HashMap<NodeId, _> = config
+        .cluster
+        .members
+        .iter()
+        .map(|m| (NodeId::new(m.id.clone()), m.peer))
+        .collect();
+    let pool = Pool::new(peer_endpoint.clone(), tls::SERVER_NAME, config.limits.max_frame_bytes);
+    let transport = Arc::new(QuicTransport::new(pool, addrs));
+
+    let coord_config = CoordinatorConfig {
+        defaults: RequestDefaults {
+            n: config.requests.n,
+            w: config.requests.w,
+            r: config.requests.r,
+            max_n: config.requests.max_n,
+        },
+        default_timeout: Duration::from_millis(config.requests.timeout_ms as u64),
+        max_timeout: Duration::from_millis(config.requests.max_timeout_ms as u64),
+        read_repair: config.requests.read_repair,
+    };
+    let coordinator = Arc::new(Coordinator::new(
+        me.clone(),
+        layout,
+        replica,
+        Arc::new(SharedTransport(transport.clone())),
+        coord_config,
+    ));
+    let codec = ContextCodec::new(&read_secret(&config.cluster.secret_file)?);
+    let api = Arc::new(Api::new(
+        coordinator.clone(),
+        codec,
+        ApiLimits {
+            max_key_bytes: config.limits.max_key_bytes,
+            max_value_bytes: config.limits.max_value_bytes,
+        },
+    ));
+
+    tokio::spawn(shoal_net::serve(
+        peer_endpoint.clone(),
+        Arc::new(PeerService { coordinator }),
+        tuning.clone(),
+    ));
+    let client_server = tuning.server_config(tls::client_api_server_config(&tls_files)?)?;
+    let client_endpoint = quinn::Endpoint::server(client_server, config.listen.quic)
+        .with_context(|| format!("binding the client QUIC port {}", config.listen.quic))?;
+    tokio::spawn(shoal_net::serve(
+        client_endpoint.clone(),
+        Arc::new(ClientService { api: api.clone() }),
+        tuning,
+    ));
+
+    let shared = Arc::new(NodeShared {
+        config: config.clone(),
+        api,
+        transport,
+        metrics,
+    });
+    let listener = tokio::net::TcpListener::bind(config.listen.http)
+        .await
+        .with_context(|| format!("binding the HTTP port {}", config.listen.http))?;
+    info!(node = %me, http = %config.listen.http, peer = %config.listen.peer, quic = %config.listen.quic, "shoal node serving");
+    axum::serve(listener, crate::http_api::router(shared))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving HTTP")?;
+    info!(node = %me, "shutting down: closing QUIC endpoints");
+    client_endpoint.close(0u32.into(), b"shutdown");
+    peer_endpoint.close(0u32.into(), b"shutdown");
+    peer_endpoint.wait_idle().await;
+    Ok(())
+}
