@@ -1,1 +1,114 @@
-fn main() {}
+//! `shoal`: run a node, a local dev cluster, certificates, the key-value client, admin, and
+//! the benchmark harness.
+
+mod bench_cmd;
+mod cert;
+mod cluster;
+mod kv;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "shoal",
+    version,
+    about = "Shoal: a leaderless key-value store with per-request N/W/R"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one node.
+    Serve {
+        /// TOML configuration file; `SHOAL__SECTION__KEY` environment variables override it.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Override one setting, e.g. `--set node.id=n2` (repeatable; wins over everything).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
+    /// Start a local cluster on consecutive ports, creating certificates and configs in DIR.
+    Dev(cluster::DevArgs),
+    /// Create the cluster CA, the context-signing secret, and node certificates.
+    #[command(subcommand)]
+    Cert(cert::CertCommand),
+    /// Get, put and delete keys.
+    #[command(subcommand)]
+    Kv(kv::KvCommand),
+    /// Cluster administration.
+    #[command(subcommand)]
+    Admin(kv::AdminCommand),
+    /// Measure throughput and latency of a workload against a local or running cluster.
+    Bench(bench_cmd::BenchArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve { config, set } => serve(config, set).await,
+            Command::Dev(args) => cluster::dev(args).await,
+            Command::Cert(c) => cert::run(c),
+            Command::Kv(c) => kv::run(c).await,
+            Command::Admin(c) => kv::admin(c).await,
+            Command::Bench(args) => bench_cmd::run(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Option<PathBuf>, set: Vec<String>) -> anyhow::Result<std::process::ExitCode> {
+    let overrides = set
+        .iter()
+        .map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .ok_or_else(|| anyhow::anyhow!("--set takes KEY=VALUE, got {kv:?}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let cfg = shoal_node::NodeConfig::load(config.as_deref(), &overrides)?;
+    shoal_node::logging::init(&cfg.log.format, &cfg.log.level);
+    shoal_node::run(cfg, shutdown_signal()).await?;
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {},
+                    _ = term.recv() => {},
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,208 @@
+//! `shoal kv` and `shoal admin`: the command-line client.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use shoal_client::{Client, ClientError, Options, Read};
+
+#[derive(Args, Clone, Debug)]
+pub struct Target {
+    /// `http://HOST:PORT` or `quic://HOST:PORT` of any node.
+    #[arg(long, env = "SHOAL_ENDPOINT", default_value = "http://127.0.0.1:8080")]
+    pub endpoint: String,
+    /// Cluster CA certificate, needed for QUIC.
+    #[arg(long, env = "SHOAL_CA_CERT")]
+    pub ca: Option<PathBuf>,
+    /// Replicas to store on (N).
+    #[arg(long)]
+    pub n: Option<u8>,
+    /// Timeout in milliseconds.
+    #[arg(long)]
+    pub timeout_ms: Option<u32>,
+}
+
+#[derive(Subcommand)]
+pub enum KvCommand {
+    /// Read a key: prints the value (or every sibling) and the causal context.
+    Get {
+        key: String,
+        #[command(flatten)]
+        target: Target,
+        /// Replies to wait for (R).
+        #[arg(long)]
+        r: Option<u8>,
+    },
+    /// Write a key. Pass the context of your last read to replace what that read saw.
+    Put {
+        key: String,
+        value: String,
+        #[command(flatten)]
+        target: Target,
+        /// Acknowledgements to wait for (W).
+        #[arg(long)]
+        w: Option<u8>,
+        #[arg(long)]
+        context: Option<String>,
+    },
+    /// Delete a key (with the context of a read, to delete exactly what it saw).
+    Delete {
+        key: String,
+        #[command(flatten)]
+        target: Target,
+        #[arg(long)]
+        w: Option<u8>,
+        #[arg(long)]
+        context: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AdminCommand {
+    /// Members, their liveness and admin state, partitions, and the layout version.
+    Status {
+        #[arg(long, env = "SHOAL_ENDPOINT", default_value = "http://127.0.0.1:8080")]
+        endpoint: String,
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn options(t: &Target, w: Option<u8>, r: Option<u8>) -> Options {
+    Options {
+        n: t.n,
+        w,
+        r,
+        timeout_ms: t.timeout_ms,
+    }
+}
+
+fn report(e: ClientError) -> anyhow::Result<std::process::ExitCode> {
+    eprintln!("error: {e}");
+    if let ClientError::Api(api) = &e {
+        if let Some(ctx) = &api.context {
+            println!("context: {ctx}");
+        }
+    }
+    Ok(std::process::ExitCode::from(2))
+}
+
+pub async fn run(cmd: KvCommand) -> anyhow::Result<std::process::ExitCode> {
+    let target = match &cmd {
+        KvCommand::Get { target, .. } | KvCommand::Put { target, .. } | KvCommand::Delete { target, .. } => target,
+    };
+    let client = match Client::connect(&target.endpoint, target.ca.as_deref()).await {
+        Ok(c) => c,
+        Err(e) => return report(e),
+    };
+    match &cmd {
+        KvCommand::Get { key, target, r } => match client.get(key.as_bytes(), &options(target, None, *r)).await {
+            Ok(Read::Found { context, values }) => {
+                if values.len() == 1 {
+                    println!("{}", String::from_utf8_lossy(&values[0]));
+                } else {
+                    println!("{} siblings:", values.len());
+                    for (i, v) in values.iter().enumerate() {
+                        println!("  [{}] {}", i + 1, String::from_utf8_lossy(v));
+                    }
+                }
+                println!("context: {context}");
+                Ok(std::process::ExitCode::SUCCESS)
+            }
+            Ok(Read::NotFound { context }) => {
+                println!("not found");
+                if let Some(c) = context {
+                    println!("context: {c}");
+                }
+                Ok(std::process::ExitCode::from(1))
+            }
+            Err(e) => report(e),
+        },
+        KvCommand::Put {
+            key,
+            value,
+            target,
+            w,
+            context,
+        } => {
+            let opts = options(target, *w, None);
+            match client
+                .put(key.as_bytes(), value.clone().into(), context.as_deref(), &opts)
+                .await
+            {
+                Ok(done) => {
+                    println!("ok: {} acks, {} sibling(s)", done.acks, done.siblings);
+                    if done.sibling_warning {
+                        eprintln!(
+                            "warning: {} siblings; resolve them by writing with the context",
+                            done.siblings
+                        );
+                    }
+                    println!("context: {}", done.context);
+                    Ok(std::process::ExitCode::SUCCESS)
+                }
+                Err(e) => report(e),
+            }
+        }
+        KvCommand::Delete {
+            key,
+            target,
+            w,
+            context,
+        } => {
+            match client
+                .delete(key.as_bytes(), context.as_deref(), &options(target, *w, None))
+                .await
+            {
+                Ok(done) => {
+                    println!("deleted: {} acks", done.acks);
+                    println!("context: {}", done.context);
+                    Ok(std::process::ExitCode::SUCCESS)
+                }
+                Err(e) => report(e),
+            }
+        }
+    }
+}
+
+pub async fn admin(cmd: AdminCommand) -> anyhow::Result<std::process::ExitCode> {
+    match cmd {
+        AdminCommand::Status { endpoint, json } => {
+            let status = match shoal_client::http_get_json(&endpoint, "/v1/admin/status").await {
+                Ok(s) => s,
+                Err(e) => return report(e),
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+                return Ok(std::process::ExitCode::SUCCESS);
+            }
+            let s = |v: &serde_json::Value| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
+            println!(
+                "node {}  layout v{}  {} partitions  defaults n={} w={} r={}",
+                s(&status["node"]["id"]),
+                status["layout"]["version"],
+                status["layout"]["partitions"],
+                status["defaults"]["n"],
+                status["defaults"]["w"],
+                status["defaults"]["r"],
+            );
+            println!(
+                "{:<10} {:<12} {:<10} {:<8} {:<22} {:>8} {:>10}",
+                "MEMBER", "LIVENESS", "ADMIN", "ZONE", "PEER", "PRIMARY", "REPLICATED"
+            );
+            for m in status["members"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<10} {:<12} {:<10} {:<8} {:<22} {:>8} {:>10}",
+                    s(&m["id"]),
+                    s(&m["liveness"]),
+                    s(&m["admin_state"]),
+                    s(&m["zone"]),
+                    s(&m["peer"]),
+                    s(&m["partitions_primary"]),
+                    s(&m["partitions_replicated"]),
+                );
+            }
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Shoal's test command: prerequisites, formatting, lints, then every test (unit, property,
+# conformance and the real-process integration suites in tests/).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+export PATH="$HOME/.cargo/bin:$PATH"
+# Outside the clone, so RocksDB's C++ (about 15 min on 2 cores) is built once per machine.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/shoal-target}"
+
+echo "== cargo fmt --check"
+cargo fmt --all --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+echo "== cargo test"
+# Integration tests start three-node clusters; two test threads keep a 2-core machine honest.
+cargo test --workspace --all-targets -- --test-threads=2

@@ -1,0 +1,232 @@
+//! A harness that runs real `shoal serve` processes on loopback: real RocksDB, real QUIC with
+//! mutual TLS. Nodes can be killed with SIGKILL, paused with SIGSTOP and restarted.
+
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const SHOAL: &str = env!("CARGO_BIN_EXE_shoal");
+
+pub struct TestNode {
+    pub id: String,
+    pub http: SocketAddr,
+    pub peer: SocketAddr,
+    pub quic: SocketAddr,
+    pub config: PathBuf,
+    pub log: PathBuf,
+    pub child: Option<Child>,
+}
+
+pub struct TestCluster {
+    pub dir: tempfile::TempDir,
+    pub nodes: Vec<TestNode>,
+}
+
+fn free_tcp() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+fn free_udp() -> SocketAddr {
+    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+pub fn run_shoal(args: &[&str]) -> std::process::Output {
+    Command::new(SHOAL).args(args).output().expect("running shoal")
+}
+
+impl TestCluster {
+    /// Start `size` nodes; `extra` is appended to every node's TOML config.
+    pub fn start(size: usize, extra: &str) -> TestCluster {
+        let dir = tempfile::tempdir().unwrap();
+        let certs = dir.path().join("certs");
+        let certs_s = certs.to_str().unwrap();
+        let out = run_shoal(&["cert", "init", "--dir", certs_s]);
+        assert!(
+            out.status.success(),
+            "cert init: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut nodes = Vec::new();
+        for i in 0..size {
+            let id = format!("n{}", i + 1);
+            let out = run_shoal(&["cert", "node", "--dir", certs_s, "--id", &id]);
+            assert!(
+                out.status.success(),
+                "cert node: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let node_dir = dir.path().join(&id);
+            std::fs::create_dir_all(&node_dir).unwrap();
+            nodes.push(TestNode {
+                id,
+                http: free_tcp(),
+                peer: free_udp(),
+                quic: free_udp(),
+                config: node_dir.join("shoal.toml"),
+                log: node_dir.join("node.log"),
+                child: None,
+            });
+        }
+        let members: String = nodes
+            .iter()
+            .map(|n| format!("[[cluster.members]]\nid = \"{}\"\npeer = \"{}\"\n\n", n.id, n.peer))
+            .collect();
+        for n in &nodes {
+            let node_dir = n.config.parent().unwrap();
+            let config = format!(
+                "[node]\nid = \"{id}\"\ndata_dir = \"{data}\"\n\n\
+                 [listen]\nhttp = \"{http}\"\npeer = \"{peer}\"\nquic = \"{quic}\"\n\n\
+                 [tls]\nca_cert = \"{certs}/ca.pem\"\nnode_cert = \"{certs}/{id}.pem\"\nnode_key = \"{certs}/{id}.key\"\n\n\
+                 {extra}\n\n[cluster]\nsecret_file = \"{certs}/cluster.secret\"\n\n{members}",
+                id = n.id,
+                data = node_dir.join("data").display(),
+                http = n.http,
+                peer = n.peer,
+                quic = n.quic,
+                certs = certs_s,
+            );
+            std::fs::write(&n.config, config).unwrap();
+        }
+        let mut cluster = TestCluster { dir, nodes };
+        for i in 0..size {
+            cluster.spawn(i);
+        }
+        for i in 0..size {
+            cluster.wait_ready(i);
+        }
+        cluster
+    }
+
+    pub fn certs(&self) -> PathBuf {
+        self.dir.path().join("certs")
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&node.log)
+            .unwrap();
+        let child = Command::new(SHOAL)
+            .args(["serve", "--config", node.config.to_str().unwrap()])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawning shoal serve");
+        node.child = Some(child);
+    }
+
+    pub fn wait_ready(&mut self, i: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let (id, http) = (self.nodes[i].id.clone(), self.nodes[i].http);
+        loop {
+            if let Some(status) = self.nodes[i].child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+                panic!("{id} exited during start ({status}):\n{}", self.log(i));
+            }
+            if std::net::TcpStream::connect(http).is_ok() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{id} not ready in 30 s:\n{}", self.log(i));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(&self.nodes[i].log).unwrap_or_default()
+    }
+
+    /// `kill -9`: no chance to flush anything.
+    pub fn kill9(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    pub fn restart(&mut self, i: usize) {
+        self.kill9(i);
+        self.spawn(i);
+        self.wait_ready(i);
+    }
+
+    pub fn signal(&self, i: usize, sig: &str) {
+        let pid = self.nodes[i].child.as_ref().expect("node running").id();
+        let ok = Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig} {pid}");
+    }
+
+    pub fn pid(&self, i: usize) -> u32 {
+        self.nodes[i].child.as_ref().expect("node running").id()
+    }
+
+    pub fn alive(&mut self, i: usize) -> bool {
+        match self.nodes[i].child.as_mut() {
+            Some(c) => c.try_wait().unwrap().is_none(),
+            None => false,
+        }
+    }
+
+    pub fn url(&self, i: usize, path: &str) -> String {
+        format!("http://{}{}", self.nodes[i].http, path)
+    }
+
+    pub fn kv(&self, i: usize, key: &str, query: &str) -> String {
+        let q = if query.is_empty() {
+            String::new()
+        } else {
+            format!("?{query}")
+        };
+        self.url(i, &format!("/v1/kv/{key}{q}"))
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            if let Some(mut c) = n.child.take() {
+                let _ = Command::new("kill").args(["-CONT", &c.id().to_string()]).status();
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// Repeat `f` until it returns Some, for at most `limit`.
+pub async fn eventually<T, F, Fut>(limit: Duration, mut f: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f().await {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
