@@ -8,9 +8,12 @@ use parking_lot::RwLock;
 use crate::object::Object;
 use crate::store::{Store, StoreError};
 
+/// Encoded objects by (partition, key), ordered like RocksDB's keyspace.
+type Records = BTreeMap<(u32, Vec<u8>), Vec<u8>>;
+
 #[derive(Default)]
 pub struct MemoryStore {
-    data: RwLock<BTreeMap<(u32, Vec<u8>), Vec<u8>>>,
+    data: RwLock<Records>,
 }
 
 impl MemoryStore {
