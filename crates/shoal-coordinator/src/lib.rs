@@ -18,7 +18,7 @@ pub mod quorum;
 
 pub use driver::{
     CoordError, Coordinator, CoordinatorConfig, FailedReplica, GetRequest, GetResponse, PutRequest, PutResponse,
-    Transport, TransportFuture,
+    StorageExecution, Transport, TransportFuture,
 };
 pub use params::{ParamError, RequestDefaults};
 pub use quorum::{Progress, QuorumTracker};

@@ -89,6 +89,10 @@ struct Cluster {
 }
 
 fn cluster() -> Cluster {
+    cluster_with(StorageExecution::Inline)
+}
+
+fn cluster_with(storage: StorageExecution) -> Cluster {
     let ids: Vec<NodeId> = ["n1", "n2", "n3"].into_iter().map(NodeId::from).collect();
     let members = ids
         .iter()
@@ -102,6 +106,7 @@ fn cluster() -> Cluster {
     let net = Arc::new(Net::default());
     let config = CoordinatorConfig {
         default_timeout: Duration::from_millis(300),
+        storage,
         ..Default::default()
     };
     let nodes: Vec<_> = ids
@@ -224,9 +229,10 @@ async fn a_non_replica_forwards_the_write_to_a_replica() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn reads_merge_siblings_and_repair_stale_replicas() {
-    let c = cluster();
+    // Storage calls on the blocking pool here; the other tests run them inline.
+    let c = cluster_with(StorageExecution::Pool);
     // n3 misses the first write; n1 misses the second: each replica is stale in its own way.
     c.net.faults.write().insert(NodeId::from("n3"), Fault::Down);
     c.nodes[0].put(put("k", "a", 3, 2)).await.unwrap();

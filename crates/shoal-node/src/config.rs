@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use shoal_coordinator::StorageExecution;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -117,6 +118,10 @@ pub struct StorageSection {
     /// is acknowledged, which survives a process crash.
     pub sync_writes: bool,
     pub block_cache_mb: usize,
+    /// Where RocksDB calls run: `inline` on the request's async worker (fast; right while
+    /// writes are not fsynced and data mostly fits in memory) or `pool`, tokio's blocking pool
+    /// (required with `sync_writes`).
+    pub execution: StorageExecution,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -174,6 +179,7 @@ impl Default for NodeConfig {
             storage: StorageSection {
                 sync_writes: false,
                 block_cache_mb: 64,
+                execution: StorageExecution::Inline,
             },
             log: LogSection {
                 format: "text".into(),
@@ -242,6 +248,11 @@ impl NodeConfig {
         if l.max_object_bytes < l.max_value_bytes || l.max_frame_bytes < l.max_object_bytes + l.max_key_bytes + 4096 {
             return bad("limits: need max_value_bytes <= max_object_bytes < max_frame_bytes (with room for the key and framing)".into());
         }
+        if self.storage.sync_writes && self.storage.execution == StorageExecution::Inline {
+            return bad(
+                "storage: sync_writes fsyncs every write, which must not run on the async workers; set storage.execution = \"pool\"".into(),
+            );
+        }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return bad(format!("log.format must be text or json, not {:?}", self.log.format));
         }
@@ -288,6 +299,14 @@ peer = "127.0.0.1:9000"
         let f = write(dir.path(), &format!("{BASE}\n[requests]\nw = 4\n"));
         let err = NodeConfig::load(Some(&f), &[]).unwrap_err().to_string();
         assert!(err.contains("w"), "{err}");
+        let f = write(dir.path(), &format!("{BASE}\n[storage]\nsync_writes = true\n"));
+        let err = NodeConfig::load(Some(&f), &[]).unwrap_err().to_string();
+        assert!(err.contains("execution"), "{err}");
+        let f = write(
+            dir.path(),
+            &format!("{BASE}\n[storage]\nsync_writes = true\nexecution = \"pool\"\n"),
+        );
+        assert!(NodeConfig::load(Some(&f), &[]).is_ok());
         let f = write(dir.path(), &format!("{BASE}\n[requests]\nbogus = 1\n"));
         assert!(NodeConfig::load(Some(&f), &[]).is_err(), "unknown keys are refused");
         let f = write(dir.path(), "[node]\nid = \"zz\"\n");

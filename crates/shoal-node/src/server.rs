@@ -173,6 +173,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
         default_timeout: Duration::from_millis(config.requests.timeout_ms as u64),
         max_timeout: Duration::from_millis(config.requests.max_timeout_ms as u64),
         read_repair: config.requests.read_repair,
+        storage: config.storage.execution,
     };
     let coordinator = Arc::new(Coordinator::new(
         me.clone(),
