@@ -14,4 +14,5 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"
 # Integration tests start three-node clusters; two test threads keep a 2-core machine honest.
-cargo test --workspace --all-targets -- --test-threads=2
+# --nocapture shows what each suite checked (node logs go to files, so this stays short).
+cargo test --workspace --all-targets -- --test-threads=2 --nocapture

@@ -228,6 +228,15 @@ impl Client {
     }
 }
 
+async fn body_bytes(resp: hyper::Response<hyper::body::Incoming>) -> Result<Bytes, ClientError> {
+    Ok(resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| ClientError::Transport(e.to_string()))?
+        .to_bytes())
+}
+
 fn query(pairs: &[(&str, Option<u32>)]) -> String {
     let parts: Vec<String> = pairs
         .iter()
@@ -308,12 +317,7 @@ async fn http_call(
     let acks = header("x-shoal-acks").and_then(|v| v.parse().ok()).unwrap_or(0);
     let siblings = header("x-shoal-siblings").and_then(|v| v.parse().ok()).unwrap_or(0);
     let warning = header("warning").is_some();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| ClientError::Transport(e.to_string()))?
-        .to_bytes();
+    let body = body_bytes(resp).await?;
     match status {
         200 | 300 => {
             #[derive(serde::Deserialize)]
@@ -368,12 +372,7 @@ pub async fn http_get_json(endpoint: &str, path: &str) -> Result<serde_json::Val
         .map_err(|_| ClientError::Transport(format!("no answer within {DEFAULT_DEADLINE:?}")))?
         .map_err(|e| ClientError::Transport(e.to_string()))?;
     let status = resp.status().as_u16();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| ClientError::Transport(e.to_string()))?
-        .to_bytes();
+    let body = body_bytes(resp).await?;
     if status != 200 {
         return Err(ClientError::Protocol(format!(
             "HTTP {status}: {}",

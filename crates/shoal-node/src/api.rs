@@ -55,16 +55,14 @@ impl Api {
     }
 
     /// The error for a value over `max_value_bytes`; HTTP raises it before reading the body.
-    pub fn value_too_large(&self, len: usize) -> ApiError {
-        ApiError::new(
-            413,
-            "value_too_large",
-            format!(
-                "value of {len} bytes is over the limit max_value_bytes = {}",
-                self.limits.max_value_bytes
-            ),
-        )
-        .with_limit("max_value_bytes", self.limits.max_value_bytes as u64)
+    /// `len` is `None` when the body was streamed without a length and cut off at the limit.
+    pub fn value_too_large(&self, len: Option<usize>) -> ApiError {
+        let limit = self.limits.max_value_bytes;
+        let message = match len {
+            Some(len) => format!("value of {len} bytes is over the limit max_value_bytes = {limit}"),
+            None => format!("value is over the limit max_value_bytes = {limit}"),
+        };
+        ApiError::new(413, "value_too_large", message).with_limit("max_value_bytes", limit as u64)
     }
 
     fn context(&self, token: Option<&str>) -> Result<Option<VersionVector>, ApiError> {
@@ -144,7 +142,7 @@ impl Api {
             } => {
                 self.check_key(&key)?;
                 if value.len() > self.limits.max_value_bytes {
-                    return Err(self.value_too_large(value.len()));
+                    return Err(self.value_too_large(Some(value.len())));
                 }
                 let context = self.context(context.as_deref())?;
                 self.write(PutRequest {

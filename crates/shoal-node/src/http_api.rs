@@ -172,11 +172,11 @@ async fn kv_inner(
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<usize>().ok());
             if let Some(len) = declared.filter(|l| *l > limit) {
-                return Err(api.value_too_large(len));
+                return Err(api.value_too_large(Some(len)));
             }
             let value = axum::body::to_bytes(body, limit)
                 .await
-                .map_err(|_| api.value_too_large(limit + 1))?;
+                .map_err(|_| api.value_too_large(None))?;
             ClientRequest::Put {
                 key,
                 value,
