@@ -209,28 +209,37 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<std::process::ExitCode> {
         ca.display()
     );
     println!("\nCtrl-C stops the cluster; its data stays in {}.", args.dir.display());
-    let exited = async {
+    // A dev cluster is where people try failures: a node that dies (say, `kill -9`) is
+    // reported, and the others keep serving. Only when every node is gone does `dev` give up.
+    let watch = async {
+        let mut reported = vec![false; cluster.nodes.len()];
         loop {
-            for node in &mut cluster.nodes {
-                if let Ok(Some(status)) = node.child.try_wait() {
-                    return (node.id.clone(), status, node.log.clone());
+            for (i, node) in cluster.nodes.iter_mut().enumerate() {
+                if reported[i] {
+                    continue;
                 }
+                if let Ok(Some(status)) = node.child.try_wait() {
+                    reported[i] = true;
+                    eprintln!(
+                        "node {} exited ({status}); the others keep serving. Log: {}. Restart `shoal dev` to bring it back.",
+                        node.id,
+                        node.log.display()
+                    );
+                }
+            }
+            if reported.iter().all(|r| *r) {
+                return;
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     };
-    let outcome = tokio::select! {
-        _ = crate::shutdown_signal() => None,
-        e = exited => Some(e),
+    let all_died = tokio::select! {
+        _ = crate::shutdown_signal() => false,
+        _ = watch => true,
     };
-    if let Some((id, status, log)) = &outcome {
-        eprintln!(
-            "node {id} exited ({status}); see {}. Stopping the cluster.",
-            log.display()
-        );
-    }
     cluster.stop().await;
-    Ok(if outcome.is_some() {
+    Ok(if all_died {
+        eprintln!("every node has exited");
         std::process::ExitCode::FAILURE
     } else {
         std::process::ExitCode::SUCCESS
