@@ -37,23 +37,27 @@ pub enum KvCommand {
         key: String,
         value: String,
         #[command(flatten)]
-        target: Target,
-        /// Acknowledgements to wait for (W).
-        #[arg(long)]
-        w: Option<u8>,
-        #[arg(long)]
-        context: Option<String>,
+        write: WriteArgs,
     },
     /// Delete a key (with the context of a read, to delete exactly what it saw).
     Delete {
         key: String,
         #[command(flatten)]
-        target: Target,
-        #[arg(long)]
-        w: Option<u8>,
-        #[arg(long)]
-        context: Option<String>,
+        write: WriteArgs,
     },
+}
+
+/// What puts and deletes share.
+#[derive(Args, Clone, Debug)]
+pub struct WriteArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// Acknowledgements to wait for (W).
+    #[arg(long)]
+    pub w: Option<u8>,
+    /// The causal context of an earlier read.
+    #[arg(long)]
+    pub context: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -89,7 +93,8 @@ fn report(e: ClientError) -> anyhow::Result<std::process::ExitCode> {
 
 pub async fn run(cmd: KvCommand) -> anyhow::Result<std::process::ExitCode> {
     let target = match &cmd {
-        KvCommand::Get { target, .. } | KvCommand::Put { target, .. } | KvCommand::Delete { target, .. } => target,
+        KvCommand::Get { target, .. } => target,
+        KvCommand::Put { write, .. } | KvCommand::Delete { write, .. } => &write.target,
     };
     let client = match Client::connect(&target.endpoint, target.ca.as_deref()).await {
         Ok(c) => c,
@@ -118,16 +123,10 @@ pub async fn run(cmd: KvCommand) -> anyhow::Result<std::process::ExitCode> {
             }
             Err(e) => report(e),
         },
-        KvCommand::Put {
-            key,
-            value,
-            target,
-            w,
-            context,
-        } => {
-            let opts = options(target, *w, None);
+        KvCommand::Put { key, value, write } => {
+            let opts = options(&write.target, write.w, None);
             match client
-                .put(key.as_bytes(), value.clone().into(), context.as_deref(), &opts)
+                .put(key.as_bytes(), value.clone().into(), write.context.as_deref(), &opts)
                 .await
             {
                 Ok(done) => {
@@ -144,16 +143,9 @@ pub async fn run(cmd: KvCommand) -> anyhow::Result<std::process::ExitCode> {
                 Err(e) => report(e),
             }
         }
-        KvCommand::Delete {
-            key,
-            target,
-            w,
-            context,
-        } => {
-            match client
-                .delete(key.as_bytes(), context.as_deref(), &options(target, *w, None))
-                .await
-            {
+        KvCommand::Delete { key, write } => {
+            let opts = options(&write.target, write.w, None);
+            match client.delete(key.as_bytes(), write.context.as_deref(), &opts).await {
                 Ok(done) => {
                     println!("deleted: {} acks", done.acks);
                     println!("context: {}", done.context);
