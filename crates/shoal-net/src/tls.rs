@@ -136,14 +136,25 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+// QUIC requires TLS 1.3; Shoal also pins the ring provider (no aws-lc in the tree).
+fn client_builder() -> Result<rustls::ConfigBuilder<rustls::ClientConfig, rustls::WantsVerifier>, TlsError> {
+    rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(cfg)
+}
+
+fn server_builder() -> Result<rustls::ConfigBuilder<rustls::ServerConfig, rustls::WantsVerifier>, TlsError> {
+    rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(cfg)
+}
+
 /// Server side of the peer port: requires a client certificate from the cluster CA.
 pub fn peer_server_config(files: &TlsFiles) -> Result<rustls::ServerConfig, TlsError> {
     let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(roots(&files.ca_cert)?, provider())
         .build()
         .map_err(cfg)?;
-    let mut config = rustls::ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(cfg)?
+    let mut config = server_builder()?
         .with_client_cert_verifier(verifier)
         .with_single_cert(certs(&files.node_cert)?, private_key(&files.node_key)?)
         .map_err(cfg)?;
@@ -153,9 +164,7 @@ pub fn peer_server_config(files: &TlsFiles) -> Result<rustls::ServerConfig, TlsE
 
 /// Client side of the peer port: verifies the peer against the CA and presents our certificate.
 pub fn peer_client_config(files: &TlsFiles) -> Result<rustls::ClientConfig, TlsError> {
-    let mut config = rustls::ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(cfg)?
+    let mut config = client_builder()?
         .with_root_certificates(roots(&files.ca_cert)?)
         .with_client_auth_cert(certs(&files.node_cert)?, private_key(&files.node_key)?)
         .map_err(cfg)?;
@@ -165,9 +174,7 @@ pub fn peer_client_config(files: &TlsFiles) -> Result<rustls::ClientConfig, TlsE
 
 /// Server side of the client QUIC port: proves the node's identity, asks clients for nothing.
 pub fn client_api_server_config(files: &TlsFiles) -> Result<rustls::ServerConfig, TlsError> {
-    let mut config = rustls::ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(cfg)?
+    let mut config = server_builder()?
         .with_no_client_auth()
         .with_single_cert(certs(&files.node_cert)?, private_key(&files.node_key)?)
         .map_err(cfg)?;
@@ -177,9 +184,7 @@ pub fn client_api_server_config(files: &TlsFiles) -> Result<rustls::ServerConfig
 
 /// What a Shoal client uses to reach the client QUIC port: trust the cluster CA only.
 pub fn client_api_client_config(ca_cert: &Path) -> Result<rustls::ClientConfig, TlsError> {
-    let mut config = rustls::ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(cfg)?
+    let mut config = client_builder()?
         .with_root_certificates(roots(ca_cert)?)
         .with_no_client_auth();
     config.alpn_protocols = vec![ALPN_CLIENT.to_vec()];
