@@ -314,8 +314,9 @@ impl<S: Store, T: Transport> Coordinator<S, T> {
             );
         }
         metrics::histogram!("shoal_object_siblings").record(outcome.siblings as f64);
+        let context = object.siblings.context();
         let response = |acks: usize| PutResponse {
-            context: object.siblings.context(),
+            context: context.clone(),
             acks: acks as u8,
             siblings: outcome.siblings as u32,
             sibling_warning: outcome.warn,
@@ -323,7 +324,7 @@ impl<S: Store, T: Transport> Coordinator<S, T> {
 
         let mut tracker = QuorumTracker::new(w as usize, pref.clone());
         tracker.ack(self.me.clone());
-        let shared = Arc::new(object.clone());
+        let shared = Arc::new(object);
         let (tx, mut rx) = mpsc::channel(pref.len());
         for node in pref.iter().filter(|p| **p != self.me) {
             let (tx, node, transport, shared, key) = (
@@ -408,13 +409,9 @@ impl<S: Store, T: Transport> Coordinator<S, T> {
         for node in &pref {
             let (tx, node, key) = (tx.clone(), node.clone(), req.key.clone());
             if node == self.me {
-                let (replica, execution) = (self.replica.clone(), self.config.storage);
+                let this = self.clone();
                 tokio::spawn(async move {
-                    let result = storage(execution, move || {
-                        replica.read(partition, &key).map_err(|e| e.to_string())
-                    })
-                    .await
-                    .and_then(|r| r);
+                    let result = this.read_local(key).await;
                     let _ = tx.send((node, result)).await;
                 });
             } else {

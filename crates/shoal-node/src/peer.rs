@@ -38,15 +38,20 @@ pub enum PeerResponse {
     Failed(String),
 }
 
-/// Reaches other nodes' peer ports through one pooled QUIC connection each.
+/// Reaches other nodes' peer ports through one pooled QUIC connection each. Cloning is cheap,
+/// so each in-flight call's future owns a handle to the pool.
+#[derive(Clone)]
 pub struct QuicTransport {
-    pool: Pool,
-    addrs: HashMap<NodeId, SocketAddr>,
+    pool: Arc<Pool>,
+    addrs: Arc<HashMap<NodeId, SocketAddr>>,
 }
 
 impl QuicTransport {
     pub fn new(pool: Pool, addrs: HashMap<NodeId, SocketAddr>) -> Self {
-        Self { pool, addrs }
+        Self {
+            pool: Arc::new(pool),
+            addrs: Arc::new(addrs),
+        }
     }
 
     pub fn addr(&self, node: &NodeId) -> Option<SocketAddr> {
@@ -59,7 +64,7 @@ impl QuicTransport {
     }
 
     fn spawn_call<T: Send + 'static>(
-        self: &Arc<Self>,
+        &self,
         node: &NodeId,
         req: PeerRequest,
         timeout: Duration,
@@ -78,10 +83,7 @@ fn unexpected(r: PeerResponse) -> String {
     }
 }
 
-/// `Transport` is implemented on `Arc<QuicTransport>` so each call's future can own the pool.
-pub struct SharedTransport(pub Arc<QuicTransport>);
-
-impl Transport for SharedTransport {
+impl Transport for QuicTransport {
     fn replica_put(
         &self,
         node: &NodeId,
@@ -93,7 +95,7 @@ impl Transport for SharedTransport {
             key,
             object: (*object).clone(),
         };
-        self.0.spawn_call(node, req, timeout, |r| match r {
+        self.spawn_call(node, req, timeout, |r| match r {
             PeerResponse::Stored => Ok(()),
             other => Err(unexpected(other)),
         })
@@ -105,7 +107,7 @@ impl Transport for SharedTransport {
         key: Bytes,
         timeout: Duration,
     ) -> TransportFuture<Result<Option<Object>, String>> {
-        self.0.spawn_call(node, PeerRequest::Get { key }, timeout, |r| match r {
+        self.spawn_call(node, PeerRequest::Get { key }, timeout, |r| match r {
             PeerResponse::Object(o) => Ok(o),
             other => Err(unexpected(other)),
         })
@@ -117,15 +119,14 @@ impl Transport for SharedTransport {
         request: PutRequest,
         timeout: Duration,
     ) -> TransportFuture<Result<Result<PutResponse, CoordError>, String>> {
-        self.0
-            .spawn_call(node, PeerRequest::Coordinate(request), timeout, |r| match r {
-                PeerResponse::Coordinated(answer) => Ok(answer),
-                other => Err(unexpected(other)),
-            })
+        self.spawn_call(node, PeerRequest::Coordinate(request), timeout, |r| match r {
+            PeerResponse::Coordinated(answer) => Ok(answer),
+            other => Err(unexpected(other)),
+        })
     }
 }
 
-pub type NodeCoordinator = Coordinator<RocksStore, SharedTransport>;
+pub type NodeCoordinator = Coordinator<RocksStore, QuicTransport>;
 
 /// Serves the peer port.
 pub struct PeerService {

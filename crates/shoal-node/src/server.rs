@@ -18,7 +18,7 @@ use tracing::info;
 
 use crate::api::{Api, ApiLimits};
 use crate::config::NodeConfig;
-use crate::peer::{PeerRequest, PeerResponse, PeerService, QuicTransport, SharedTransport};
+use crate::peer::{PeerRequest, PeerResponse, PeerService, QuicTransport};
 use crate::quic_api::ClientService;
 
 /// What the HTTP handlers share.
@@ -179,7 +179,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
         me.clone(),
         layout,
         replica,
-        Arc::new(SharedTransport(transport.clone())),
+        transport.clone(),
         coord_config,
     ));
     let codec = ContextCodec::new(&read_secret(&config.cluster.secret_file)?);
