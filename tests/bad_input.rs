@@ -89,6 +89,8 @@ async fn bad_parameters_and_limits_get_4xx_json() {
         .send()
         .await
         .unwrap();
+    // The body was refused unread, so the connection must not carry another request.
+    assert_eq!(resp.headers()["connection"], "close");
     let body = expect_error(
         resp,
         StatusCode::PAYLOAD_TOO_LARGE,

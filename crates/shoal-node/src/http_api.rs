@@ -138,9 +138,20 @@ async fn kv(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let is_put = method == Method::PUT;
     match kv_inner(&shared, method, uri, headers, body).await {
         Ok(r) => r,
-        Err(e) => error_response(e),
+        Err(e) => {
+            let mut resp = error_response(e);
+            if is_put {
+                // Refused before its body was read (or cut off at the limit): the unread bytes
+                // would corrupt the next request on this connection, so the client must not
+                // reuse it.
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            resp
+        }
     }
 }
 
