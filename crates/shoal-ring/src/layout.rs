@@ -19,7 +19,7 @@ pub const MAX_TOKENS_PER_NODE: u32 = 65536;
 
 /// Shape of the ring. Every node must use the same config, or they will
 /// disagree on owners.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct RingConfig {
     /// Q: number of equal-sized partitions; a power of two in [1, 65536].
     pub partitions: u32,

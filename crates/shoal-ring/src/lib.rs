@@ -25,6 +25,7 @@
 //! Bad caller input is reported as a [`RingError`], never a panic.
 
 mod error;
+mod history;
 mod layout;
 mod node;
 mod partition;
@@ -32,6 +33,7 @@ mod preference_list;
 mod token;
 
 pub use error::RingError;
+pub use history::{moves, AdminState, Change, ChangeError, ChangeKind, LayoutRecord, Move, Placement, Transition};
 pub use layout::{Layout, RingConfig, MAX_PARTITIONS, MAX_TOKENS_PER_NODE};
 pub use node::{Member, NodeId};
 pub use partition::{key_hash, partition_for_hash, PartitionId};

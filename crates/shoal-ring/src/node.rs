@@ -40,7 +40,7 @@ impl From<String> for NodeId {
 }
 
 /// A node as the ring sees it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Member {
     pub id: NodeId,
     /// Failure domain (rack, availability zone, ...). Replicas of a partition

@@ -1,0 +1,455 @@
+//! The cluster's layout history: the committed member set, and at most one change in flight.
+//!
+//! A [`LayoutRecord`] is gossiped between nodes as a last-writer-wins register ordered by
+//! `(epoch, content)`: the higher epoch wins, and two different records at the same epoch
+//! (two operators changing the cluster at once through different nodes) are ordered by their
+//! content, so every node keeps the same one whatever order it hears them in.
+//!
+//! A change is a two-step transition, as Garage's layout history and Riak's claimant do it:
+//! 1. **Propose** (`epoch + 1`): `next` names the target member set. While it is in flight,
+//!    writes go to the owners in both layouts, and reads to the current one, which is complete.
+//! 2. **Commit** (`epoch + 1`) once every node that gains data has streamed it in: `next`
+//!    becomes `current`. Nodes that lost data drop it afterwards.
+//!
+//! Which objects a node gains or loses depends on each object's own replication factor `n`
+//! (a per-request choice), so moves are described per partition as a range of `n`.
+
+use crate::error::RingError;
+use crate::layout::{Layout, RingConfig};
+use crate::node::{Member, NodeId};
+use crate::partition::PartitionId;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::sync::Arc;
+
+/// What a transition does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeKind {
+    /// A new node enters; it streams what it will own from the current owners.
+    Join,
+    /// A live node decommissions itself; the new owners stream its data from it.
+    Leave,
+    /// A dead node is taken out; the new owners stream its data from surviving replicas.
+    Remove,
+}
+
+impl fmt::Display for ChangeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ChangeKind::Join => "join",
+            ChangeKind::Leave => "leave",
+            ChangeKind::Remove => "remove",
+        })
+    }
+}
+
+/// A change the operator asked for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    Join(Member),
+    Leave(NodeId),
+    Remove(NodeId),
+}
+
+/// A change in flight: the member set the cluster is moving to.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Transition {
+    pub kind: ChangeKind,
+    pub node: NodeId,
+    /// Sorted by id.
+    pub members: Vec<Member>,
+}
+
+/// A node's role in the layout, apart from whether it is alive (which SWIM decides).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdminState {
+    /// In the target layout only: streaming in what it will own.
+    Joining,
+    Member,
+    /// In the current layout only: its data is being moved off (leave or remove).
+    Leaving,
+    /// In neither layout.
+    Left,
+}
+
+impl fmt::Display for AdminState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AdminState::Joining => "joining",
+            AdminState::Member => "member",
+            AdminState::Leaving => "leaving",
+            AdminState::Left => "left",
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ChangeError {
+    #[error(
+        "a layout change is already in flight ({kind} of {node}, epoch {epoch}); Shoal runs one change at a \
+         time, so wait until `shoal admin status` shows no transition and retry"
+    )]
+    InFlight { kind: ChangeKind, node: NodeId, epoch: u64 },
+    #[error("node {node} is already a member of the cluster")]
+    AlreadyMember { node: NodeId },
+    #[error("node {node} is not a member of the cluster")]
+    NotMember { node: NodeId },
+    #[error(
+        "refused: the change would leave {remaining} members, fewer than the replication factor n = {n}; add a \
+         node first"
+    )]
+    TooFewMembers { remaining: usize, n: usize },
+    #[error("the gossiped layout uses ring config {theirs:?} but this node is configured with {ours:?}")]
+    ConfigMismatch { ours: RingConfig, theirs: RingConfig },
+    #[error(transparent)]
+    Ring(#[from] RingError),
+}
+
+/// The layout register every node gossips. Field order matters: the derived `Ord` compares
+/// `epoch` first, which is what makes merging a last-writer-wins by epoch.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct LayoutRecord {
+    /// Bumped by every proposal and every commit.
+    pub epoch: u64,
+    pub config: RingConfig,
+    /// The epoch at which `current` was committed; the version of the current [`Layout`].
+    pub current_epoch: u64,
+    /// Sorted by id.
+    pub current: Vec<Member>,
+    pub next: Option<Transition>,
+}
+
+impl LayoutRecord {
+    /// The first layout of a cluster, from its configured members. Every node configured with
+    /// the same members computes the same record, so a fresh cluster needs no agreement round.
+    pub fn bootstrap(mut members: Vec<Member>, config: RingConfig) -> Result<Self, ChangeError> {
+        members.sort();
+        Layout::new(1, members.clone(), config)?;
+        Ok(Self {
+            epoch: 1,
+            config,
+            current_epoch: 1,
+            current: members,
+            next: None,
+        })
+    }
+
+    /// Merges a gossiped record into this one. Returns whether this one changed.
+    pub fn merge(&mut self, other: &LayoutRecord) -> Result<bool, ChangeError> {
+        if other.config != self.config {
+            return Err(ChangeError::ConfigMismatch {
+                ours: self.config,
+                theirs: other.config,
+            });
+        }
+        if other > self {
+            *self = other.clone();
+            Ok(true)
+        } else {
+            Ok(false)
+        }
+    }
+
+    pub fn in_current(&self, id: &NodeId) -> bool {
+        self.current.iter().any(|m| &m.id == id)
+    }
+
+    fn in_next(&self, id: &NodeId) -> bool {
+        self.next
+            .as_ref()
+            .is_some_and(|t| t.members.iter().any(|m| &m.id == id))
+    }
+
+    pub fn admin_state(&self, id: &NodeId) -> AdminState {
+        match (self.in_current(id), self.next.is_some(), self.in_next(id)) {
+            (true, true, false) => AdminState::Leaving,
+            (true, _, _) => AdminState::Member,
+            (false, _, true) => AdminState::Joining,
+            (false, _, false) => AdminState::Left,
+        }
+    }
+
+    /// The record with `change` in flight. `n` is the replication factor the cluster must keep
+    /// enough members for.
+    pub fn propose(&self, change: Change, n: usize) -> Result<LayoutRecord, ChangeError> {
+        if let Some(t) = &self.next {
+            return Err(ChangeError::InFlight {
+                kind: t.kind,
+                node: t.node.clone(),
+                epoch: self.epoch,
+            });
+        }
+        let mut members = self.current.clone();
+        let change_kind = match &change {
+            Change::Join(_) => ChangeKind::Join,
+            Change::Leave(_) => ChangeKind::Leave,
+            Change::Remove(_) => ChangeKind::Remove,
+        };
+        let (kind, node) = match change {
+            Change::Join(m) => {
+                if self.in_current(&m.id) {
+                    return Err(ChangeError::AlreadyMember { node: m.id });
+                }
+                let id = m.id.clone();
+                members.push(m);
+                members.sort();
+                (ChangeKind::Join, id)
+            }
+            Change::Leave(id) | Change::Remove(id) => {
+                if !self.in_current(&id) {
+                    return Err(ChangeError::NotMember { node: id });
+                }
+                if self.current.len() - 1 < n {
+                    return Err(ChangeError::TooFewMembers {
+                        remaining: self.current.len() - 1,
+                        n,
+                    });
+                }
+                members.retain(|m| m.id != id);
+                (change_kind, id)
+            }
+        };
+        // Build it once here so a change that cannot make a valid ring is refused up front.
+        Layout::new(self.epoch + 1, members.clone(), self.config)?;
+        Ok(LayoutRecord {
+            epoch: self.epoch + 1,
+            config: self.config,
+            current_epoch: self.current_epoch,
+            current: self.current.clone(),
+            next: Some(Transition { kind, node, members }),
+        })
+    }
+
+    /// The record with the transition in flight made current, or `None` if there is none.
+    /// Every node that commits the same transition produces the same record.
+    pub fn commit(&self) -> Option<LayoutRecord> {
+        let t = self.next.as_ref()?;
+        Some(LayoutRecord {
+            epoch: self.epoch + 1,
+            config: self.config,
+            current_epoch: self.epoch + 1,
+            current: t.members.clone(),
+            next: None,
+        })
+    }
+
+    /// The layouts the request path uses.
+    pub fn placement(&self) -> Result<Placement, RingError> {
+        Ok(Placement {
+            epoch: self.epoch,
+            current: Arc::new(Layout::new(self.current_epoch, self.current.clone(), self.config)?),
+            next: match &self.next {
+                Some(t) => Some(Arc::new(Layout::new(self.epoch, t.members.clone(), self.config)?)),
+                None => None,
+            },
+        })
+    }
+}
+
+/// The layouts in force: `current` is complete and serves reads; while a change is in flight,
+/// writes also go to the owners in `next`.
+#[derive(Clone, Debug)]
+pub struct Placement {
+    pub epoch: u64,
+    pub current: Arc<Layout>,
+    pub next: Option<Arc<Layout>>,
+}
+
+impl Placement {
+    /// A placement with no change in flight.
+    pub fn stable(layout: Arc<Layout>) -> Self {
+        Placement {
+            epoch: layout.version(),
+            current: layout,
+            next: None,
+        }
+    }
+
+    /// The owners in `next` that are not owners in `current`: where a write must also go
+    /// while a change is in flight.
+    pub fn extra_owners(&self, p: PartitionId, n: usize) -> Vec<NodeId> {
+        match &self.next {
+            None => Vec::new(),
+            Some(next) => {
+                let cur = self.current.preference_list(p, n);
+                next.preference_list(p, n)
+                    .iter()
+                    .filter(|id| !cur.contains(id))
+                    .cloned()
+                    .collect()
+            }
+        }
+    }
+}
+
+/// A range of objects a node holds in one layout and not in another: in `partition`, those
+/// whose replication factor is in `n_min..=n_max`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Move {
+    pub partition: PartitionId,
+    pub n_min: u8,
+    pub n_max: u8,
+    /// Nodes of `from` that hold every object of the range, in the order to ask them.
+    pub sources: Vec<NodeId>,
+}
+
+fn position(walk: &[NodeId], node: &NodeId) -> usize {
+    walk.iter().position(|id| id == node).unwrap_or(usize::MAX)
+}
+
+/// What `node` holds under `to` but not under `from`, for objects of replication factor up to
+/// `max_n`. An object of factor `n` lives on the first `n` nodes of its partition's walk, so a
+/// node at walk position `i` holds exactly the objects with `n > i`.
+///
+/// With `from` the current layout and `to` the next, these are the node's gains (what it must
+/// stream in). Swapped, they are what it may drop once the change is committed.
+pub fn moves(from: &Layout, to: &Layout, node: &NodeId, max_n: u8) -> Vec<Move> {
+    let mut out = Vec::new();
+    for p in 0..to.partitions() {
+        let to_walk = to.walk(p);
+        let from_walk = from.walk(p);
+        let (pos_to, pos_from) = (position(to_walk, node), position(from_walk, node));
+        if pos_to >= pos_from || pos_to >= max_n as usize {
+            continue;
+        }
+        let n_min = pos_to + 1;
+        let n_max = pos_from.min(max_n as usize);
+        // A node at position j of `from` holds every object with n > j, so each source before
+        // position n_min holds the whole range: asking them in walk order, the first one alive
+        // has everything that any live node has.
+        let sources = from_walk.iter().take(n_min).filter(|id| *id != node).cloned().collect();
+        out.push(Move {
+            partition: p,
+            n_min: n_min as u8,
+            n_max: n_max as u8,
+            sources,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(id: &str) -> Member {
+        Member {
+            id: NodeId::from(id),
+            zone: "z".into(),
+            weight: 1,
+        }
+    }
+
+    fn cfg() -> RingConfig {
+        RingConfig {
+            partitions: 64,
+            tokens_per_weight: 16,
+        }
+    }
+
+    fn three() -> LayoutRecord {
+        LayoutRecord::bootstrap(vec![member("n3"), member("n1"), member("n2")], cfg()).unwrap()
+    }
+
+    #[test]
+    fn bootstrap_is_independent_of_member_order() {
+        let a = three();
+        let b = LayoutRecord::bootstrap(vec![member("n1"), member("n2"), member("n3")], cfg()).unwrap();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn join_then_commit_walks_the_admin_states() {
+        let r0 = three();
+        let r1 = r0.propose(Change::Join(member("n4")), 3).unwrap();
+        assert_eq!(r1.epoch, 2);
+        assert_eq!(r1.admin_state(&"n4".into()), AdminState::Joining);
+        assert_eq!(r1.admin_state(&"n1".into()), AdminState::Member);
+        let again = r1.propose(Change::Join(member("n5")), 3).unwrap_err();
+        assert!(matches!(again, ChangeError::InFlight { epoch: 2, .. }), "{again}");
+        let r2 = r1.commit().unwrap();
+        assert_eq!(r2.epoch, 3);
+        assert_eq!(r2.current_epoch, 3);
+        assert_eq!(r2.admin_state(&"n4".into()), AdminState::Member);
+        assert!(r2.commit().is_none());
+    }
+
+    #[test]
+    fn leave_and_remove_refuse_to_drop_below_n() {
+        let r0 = three();
+        let e = r0.propose(Change::Leave("n1".into()), 3).unwrap_err();
+        assert_eq!(e, ChangeError::TooFewMembers { remaining: 2, n: 3 });
+        assert!(e.to_string().contains("fewer than the replication factor n = 3"));
+        let r1 = r0.propose(Change::Remove("n1".into()), 2).unwrap();
+        assert_eq!(r1.admin_state(&"n1".into()), AdminState::Leaving);
+        assert_eq!(r1.commit().unwrap().admin_state(&"n1".into()), AdminState::Left);
+        assert_eq!(
+            r0.propose(Change::Leave("n9".into()), 1).unwrap_err(),
+            ChangeError::NotMember { node: "n9".into() }
+        );
+        assert_eq!(
+            r0.propose(Change::Join(member("n2")), 1).unwrap_err(),
+            ChangeError::AlreadyMember { node: "n2".into() }
+        );
+    }
+
+    #[test]
+    fn merge_is_order_independent_for_concurrent_proposals() {
+        let r0 = three();
+        let a = r0.propose(Change::Join(member("n4")), 3).unwrap();
+        let b = r0.propose(Change::Join(member("n5")), 3).unwrap();
+        let mut x = r0.clone();
+        x.merge(&a).unwrap();
+        x.merge(&b).unwrap();
+        let mut y = r0.clone();
+        y.merge(&b).unwrap();
+        y.merge(&a).unwrap();
+        assert_eq!(x, y);
+        assert!(!x.merge(&r0).unwrap(), "an older record never wins");
+        let mut other = r0.clone();
+        other.config.partitions = 128;
+        assert!(matches!(x.merge(&other), Err(ChangeError::ConfigMismatch { .. })));
+    }
+
+    #[test]
+    fn moves_on_join_only_go_to_the_new_node_and_cover_its_ownership() {
+        let r0 = three();
+        let r1 = r0.propose(Change::Join(member("n4")), 3).unwrap();
+        let p = r1.placement().unwrap();
+        let next = p.next.clone().unwrap();
+        for old in ["n1", "n2", "n3"] {
+            // Single zone: a join only moves partitions to the new node.
+            assert!(
+                moves(&p.current, &next, &old.into(), 3).is_empty(),
+                "{old} gained on a join"
+            );
+        }
+        let gains = moves(&p.current, &next, &"n4".into(), 3);
+        let owned: Vec<_> = next.partitions_of(&"n4".into(), 3);
+        assert_eq!(gains.iter().map(|m| m.partition).collect::<Vec<_>>(), owned);
+        for m in &gains {
+            assert_eq!(m.n_max, 3, "n4 held nothing before, so every n up to max_n moves");
+            assert!(!m.sources.is_empty() && !m.sources.contains(&"n4".into()));
+            // Every source holds the whole range under the old layout.
+            for s in &m.sources {
+                let pos = p.current.walk(m.partition).iter().position(|x| x == s).unwrap();
+                assert!(pos < m.n_min as usize);
+            }
+        }
+    }
+
+    #[test]
+    fn drops_after_a_leave_are_the_leaving_nodes_whole_share() {
+        let r0 = LayoutRecord::bootstrap(vec![member("n1"), member("n2"), member("n3"), member("n4")], cfg()).unwrap();
+        let r1 = r0.propose(Change::Leave("n4".into()), 3).unwrap();
+        let p = r1.placement().unwrap();
+        let next = p.next.clone().unwrap();
+        let drops = moves(&next, &p.current, &"n4".into(), 3);
+        assert_eq!(
+            drops.iter().map(|m| m.partition).collect::<Vec<_>>(),
+            p.current.partitions_of(&"n4".into(), 3)
+        );
+    }
+}
