@@ -31,6 +31,8 @@ pub fn run_all<S: Store>(make: impl Fn() -> S) {
     partitions_are_separate(make());
     scan_is_ordered_and_bounded(make());
     delete_removes(make());
+    meta_round_trips(make());
+    replica_exports_and_drops_by_n(make());
     replica_merges_and_mints(make());
     replica_refuses_oversized_objects(make());
 }
@@ -54,7 +56,7 @@ fn partitions_are_separate<S: Store>(s: S) {
     // A partition id whose bytes prefix another's key must not leak into its scan.
     s.put(0, &[0, 0, 1, b'x'], &object("n1", b"b")).unwrap();
     let mut seen = Vec::new();
-    s.scan_partition(1, &mut |k, _| {
+    s.scan_partition(1, b"", &mut |k, _| {
         seen.push(k.to_vec());
         true
     })
@@ -69,19 +71,46 @@ fn scan_is_ordered_and_bounded<S: Store>(s: S) {
     s.put(6, b"z", &object("n1", b"v")).unwrap();
     s.put(4, b"z", &object("n1", b"v")).unwrap();
     let mut seen = Vec::new();
-    s.scan_partition(5, &mut |k, _| {
+    s.scan_partition(5, b"", &mut |k, _| {
         seen.push(k.to_vec());
         true
     })
     .unwrap();
     assert_eq!(seen, vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
     let mut first = Vec::new();
-    s.scan_partition(5, &mut |k, _| {
+    s.scan_partition(5, b"", &mut |k, _| {
         first.push(k.to_vec());
         false
     })
     .unwrap();
     assert_eq!(first, vec![b"a".to_vec()], "visit returning false stops the scan");
+    let mut resumed = Vec::new();
+    s.scan_partition(5, b"b", &mut |k, _| {
+        resumed.push(k.to_vec());
+        true
+    })
+    .unwrap();
+    assert_eq!(
+        resumed,
+        vec![b"b".to_vec(), b"c".to_vec()],
+        "a scan resumes at `from`, inclusive"
+    );
+}
+
+fn meta_round_trips<S: Store>(s: S) {
+    assert_eq!(s.get_meta("incarnation").unwrap(), None);
+    s.put_meta("incarnation", b"7").unwrap();
+    s.put_meta("layout", b"x").unwrap();
+    assert_eq!(s.get_meta("incarnation").unwrap(), Some(b"7".to_vec()));
+    s.put_meta("incarnation", b"8").unwrap();
+    assert_eq!(s.get_meta("incarnation").unwrap(), Some(b"8".to_vec()));
+    let mut objects = 0;
+    s.scan_partition(0, b"", &mut |_, _| {
+        objects += 1;
+        true
+    })
+    .unwrap();
+    assert_eq!(objects, 0, "metadata is not an object");
 }
 
 fn delete_removes<S: Store>(s: S) {
@@ -154,4 +183,32 @@ fn rocks_store_survives_reopen() {
     }
     let s = crate::RocksStore::open(dir.path(), &crate::RocksOptions::default()).unwrap();
     assert_eq!(s.get(1, b"k").unwrap(), Some(o));
+}
+
+fn replica_exports_and_drops_by_n<S: Store>(s: S) {
+    let r = Replica::new(Arc::new(s), ReplicaLimits::default());
+    for (i, n) in [1u8, 2, 3, 2, 3, 1].into_iter().enumerate() {
+        let key = format!("k{i}");
+        let v = Value::Data(Bytes::from(vec![b'x'; 100]));
+        r.coordinate(4, key.as_bytes(), "n1", &VersionVector::new(), v, n)
+            .unwrap();
+    }
+    let keys = |chunk: &[(Vec<u8>, Object)]| {
+        chunk
+            .iter()
+            .map(|(k, _)| String::from_utf8(k.clone()).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let (all, resume) = r.export(4, b"", 2, 3, usize::MAX).unwrap();
+    assert_eq!(keys(&all), ["k1", "k2", "k3", "k4"]);
+    assert_eq!(resume, None);
+    // Chunked: each chunk stops once it holds max_bytes, and the next resumes where it stopped.
+    let (first, resume) = r.export(4, b"", 1, 3, 150).unwrap();
+    assert_eq!(keys(&first), ["k0", "k1"]);
+    let (rest, end) = r.export(4, &resume.unwrap(), 1, 3, usize::MAX).unwrap();
+    assert_eq!(keys(&rest), ["k2", "k3", "k4", "k5"]);
+    assert_eq!(end, None);
+    assert_eq!(r.drop_range(4, 1, 2).unwrap(), 4);
+    let (left, _) = r.export(4, b"", 1, 3, usize::MAX).unwrap();
+    assert_eq!(keys(&left), ["k2", "k4"]);
 }

@@ -14,6 +14,7 @@ type Records = BTreeMap<(u32, Vec<u8>), Vec<u8>>;
 #[derive(Default)]
 pub struct MemoryStore {
     data: RwLock<Records>,
+    meta: RwLock<BTreeMap<String, Vec<u8>>>,
 }
 
 impl MemoryStore {
@@ -41,13 +42,27 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    fn scan_partition(&self, partition: u32, visit: &mut dyn FnMut(&[u8], Object) -> bool) -> Result<(), StoreError> {
+    fn scan_partition(
+        &self,
+        partition: u32,
+        from: &[u8],
+        visit: &mut dyn FnMut(&[u8], Object) -> bool,
+    ) -> Result<(), StoreError> {
         let data = self.data.read();
-        for ((_, key), bytes) in data.range((partition, Vec::new())..(partition + 1, Vec::new())) {
+        for ((_, key), bytes) in data.range((partition, from.to_vec())..(partition + 1, Vec::new())) {
             if !visit(key, Object::decode(bytes)?) {
                 break;
             }
         }
+        Ok(())
+    }
+
+    fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.meta.read().get(key).cloned())
+    }
+
+    fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.meta.write().insert(key.to_owned(), value.to_vec());
         Ok(())
     }
 }

@@ -43,6 +43,9 @@ pub enum ReplicaError {
     },
 }
 
+/// One chunk of a partition transfer: the objects, and the key to resume from if there are more.
+pub type Export = (Vec<(Vec<u8>, Object)>, Option<Vec<u8>>);
+
 pub struct Replica<S: Store> {
     store: Arc<S>,
     locks: Vec<Mutex<()>>,
@@ -121,5 +124,58 @@ impl<S: Store> Replica<S> {
                 Ok(incoming.clone())
             }
         }
+    }
+
+    /// One chunk of a partition transfer: the objects of `partition` whose replication factor
+    /// is in `n_min..=n_max`, from key `from` on, until about `max_bytes` of encoded objects.
+    /// Returns them and, when the partition has more, the key to resume from.
+    pub fn export(
+        &self,
+        partition: u32,
+        from: &[u8],
+        n_min: u8,
+        n_max: u8,
+        max_bytes: usize,
+    ) -> Result<Export, StoreError> {
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        let mut resume = None;
+        self.store.scan_partition(partition, from, &mut |key, obj| {
+            if bytes >= max_bytes {
+                resume = Some(key.to_vec());
+                return false;
+            }
+            if (n_min..=n_max).contains(&obj.n) {
+                bytes += key.len() + obj.payload_len();
+                out.push((key.to_vec(), obj));
+            }
+            true
+        })?;
+        Ok((out, resume))
+    }
+
+    /// Deletes the objects of `partition` whose replication factor is in `n_min..=n_max`: what
+    /// this node no longer holds once a layout change has committed. Returns how many went.
+    pub fn drop_range(&self, partition: u32, n_min: u8, n_max: u8) -> Result<usize, StoreError> {
+        let mut keys = Vec::new();
+        self.store.scan_partition(partition, b"", &mut |key, obj| {
+            if (n_min..=n_max).contains(&obj.n) {
+                keys.push(key.to_vec());
+            }
+            true
+        })?;
+        let mut dropped = 0;
+        for key in keys {
+            let _guard = self.lock(&key);
+            // Re-read under the lock: a write that raised the object's n since the scan means
+            // this node still holds it.
+            if let Some(obj) = self.store.get(partition, &key)? {
+                if (n_min..=n_max).contains(&obj.n) {
+                    self.store.delete(partition, &key)?;
+                    dropped += 1;
+                }
+            }
+        }
+        Ok(dropped)
     }
 }

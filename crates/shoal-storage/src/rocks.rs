@@ -9,8 +9,7 @@ use crate::object::Object;
 use crate::store::{Store, StoreError};
 
 const CF_OBJECTS: &str = "objects";
-/// Reserved for node metadata (incarnation, layout history) and hints in later versions; created
-/// now so adding them needs no migration.
+/// Node metadata: the SWIM incarnation, the layout record, known peers, transfer progress.
 const CF_META: &str = "meta";
 
 #[derive(Clone, Debug)]
@@ -69,10 +68,14 @@ impl RocksStore {
         })
     }
 
-    fn objects(&self) -> Result<&rocksdb::ColumnFamily, StoreError> {
+    fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily, StoreError> {
         self.db
-            .cf_handle(CF_OBJECTS)
-            .ok_or_else(|| StoreError::Engine("column family 'objects' missing".into()))
+            .cf_handle(name)
+            .ok_or_else(|| StoreError::Engine(format!("column family '{name}' missing")))
+    }
+
+    fn objects(&self) -> Result<&rocksdb::ColumnFamily, StoreError> {
+        self.cf(CF_OBJECTS)
     }
 
     fn write_options(&self) -> WriteOptions {
@@ -107,10 +110,16 @@ impl Store for RocksStore {
             .map_err(engine)
     }
 
-    fn scan_partition(&self, partition: u32, visit: &mut dyn FnMut(&[u8], Object) -> bool) -> Result<(), StoreError> {
+    fn scan_partition(
+        &self,
+        partition: u32,
+        from: &[u8],
+        visit: &mut dyn FnMut(&[u8], Object) -> bool,
+    ) -> Result<(), StoreError> {
         let cf = self.objects()?;
         let prefix = partition.to_be_bytes();
-        let iter = self.db.iterator_cf(cf, IteratorMode::From(&prefix, Direction::Forward));
+        let start = storage_key(partition, from);
+        let iter = self.db.iterator_cf(cf, IteratorMode::From(&start, Direction::Forward));
         for item in iter {
             let (k, v) = item.map_err(engine)?;
             if !k.starts_with(&prefix) {
@@ -121,5 +130,19 @@ impl Store for RocksStore {
             }
         }
         Ok(())
+    }
+
+    fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db.get_cf(self.cf(CF_META)?, key.as_bytes()).map_err(engine)
+    }
+
+    fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        // Always synced: metadata writes are rare, and an incarnation or layout epoch that went
+        // backwards after a power loss would be worse than the fsync.
+        let mut w = self.write_options();
+        w.set_sync(true);
+        self.db
+            .put_cf_opt(self.cf(CF_META)?, key.as_bytes(), value, &w)
+            .map_err(engine)
     }
 }
