@@ -215,37 +215,42 @@ async fn admin_status_metrics_and_health() {
         StatusCode::OK
     );
     http.put(cluster.kv(0, "m", "")).body("x").send().await.unwrap();
-    let metrics = http
-        .get(cluster.url(0, "/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = cluster.metrics(0).await;
     assert!(metrics.contains("shoal_request_duration_seconds"), "{metrics}");
 
+    // Let SWIM hear from every node first: a node it never heard from is "unknown", not dead.
+    let converged = eventually(Duration::from_secs(20), || async {
+        let status = cluster.status(0).await?;
+        let members = status["members"].as_array()?.clone();
+        members.iter().all(|m| m["liveness"] == "alive").then_some(())
+    })
+    .await;
+    assert!(
+        converged.is_some(),
+        "SWIM never saw all three nodes alive:\n{}",
+        cluster.log(0)
+    );
     cluster.kill9(2);
-    let status: serde_json::Value = http
-        .get(cluster.url(0, "/v1/admin/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    // SWIM suspects the killed node within a few probe intervals.
+    let status = eventually(Duration::from_secs(30), || async {
+        let status = cluster.status(0).await?;
+        let n3 = liveness_of(&status, "n3")?;
+        (n3 == "suspect" || n3 == "dead").then_some(status)
+    })
+    .await
+    .unwrap_or_else(|| panic!("n1 never suspected the killed n3:\n{}", cluster.log(0)));
     assert_eq!(status["node"]["id"], "n1");
     let members = status["members"].as_array().unwrap();
     assert_eq!(members.len(), 3);
-    let liveness = |id: &str| {
-        members.iter().find(|m| m["id"] == id).unwrap()["liveness"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
-    assert_eq!(liveness("n1"), "alive");
-    assert_eq!(liveness("n2"), "alive");
-    assert_eq!(liveness("n3"), "unreachable");
+    let member = |id: &str| members.iter().find(|m| m["id"] == id).unwrap().clone();
+    assert_eq!(member("n1")["liveness"], "alive");
+    assert_eq!(member("n2")["liveness"], "alive");
+    assert_eq!(
+        member("n3")["admin_state"],
+        "member",
+        "a dead node stays a member until removed"
+    );
+    let n3_liveness = member("n3")["liveness"].as_str().unwrap().to_string();
     let replicated: u64 = members
         .iter()
         .map(|m| m["partitions_replicated"].as_u64().unwrap())
@@ -264,5 +269,9 @@ async fn admin_status_metrics_and_health() {
     ]);
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
-    assert!(table.contains("n3") && table.contains("unreachable"), "{table}");
+    let n3_row = table.lines().find(|l| l.starts_with("n3")).unwrap_or_default();
+    assert!(
+        n3_row.contains("suspect") || n3_row.contains("dead"),
+        "status table does not show n3 as {n3_liveness} or worse: {table}"
+    );
 }

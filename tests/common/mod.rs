@@ -40,6 +40,13 @@ pub fn run_shoal(args: &[&str]) -> std::process::Output {
 impl TestCluster {
     /// Start `size` nodes; `extra` is appended to every node's TOML config.
     pub fn start(size: usize, extra: &str) -> TestCluster {
+        Self::start_with(size, size, extra)
+    }
+
+    /// Prepare `size` nodes of which the first `founders` form the cluster and are started;
+    /// the rest have configs with no members (they join later with `shoal admin join`) and
+    /// are started with [`TestCluster::spawn`].
+    pub fn start_with(size: usize, founders: usize, extra: &str) -> TestCluster {
         let dir = tempfile::tempdir().unwrap();
         let certs = dir.path().join("certs");
         let certs_s = certs.to_str().unwrap();
@@ -72,9 +79,11 @@ impl TestCluster {
         }
         let members: String = nodes
             .iter()
+            .take(founders)
             .map(|n| format!("[[cluster.members]]\nid = \"{}\"\npeer = \"{}\"\n\n", n.id, n.peer))
             .collect();
-        for n in &nodes {
+        for (i, n) in nodes.iter().enumerate() {
+            let members = if i < founders { members.as_str() } else { "" };
             let node_dir = n.config.parent().unwrap();
             let config = format!(
                 "[node]\nid = \"{id}\"\ndata_dir = \"{data}\"\n\n\
@@ -91,10 +100,10 @@ impl TestCluster {
             std::fs::write(&n.config, config).unwrap();
         }
         let mut cluster = TestCluster { dir, nodes };
-        for i in 0..size {
+        for i in 0..founders {
             cluster.spawn(i);
         }
-        for i in 0..size {
+        for i in 0..founders {
             cluster.wait_ready(i);
         }
         cluster
@@ -104,7 +113,7 @@ impl TestCluster {
         self.dir.path().join("certs")
     }
 
-    fn spawn(&mut self, i: usize) {
+    pub fn spawn(&mut self, i: usize) {
         let node = &mut self.nodes[i];
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -149,6 +158,59 @@ impl TestCluster {
         }
     }
 
+    /// SIGTERM, then wait for the process to exit (a graceful stop).
+    pub fn stop(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].child.take() {
+            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+            c.wait().unwrap();
+        }
+    }
+
+    /// Wait up to `limit` for node `i`'s process to exit on its own; true if it did.
+    pub fn wait_exit(&mut self, i: usize, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            match self.nodes[i].child.as_mut() {
+                None => return true,
+                Some(c) => {
+                    if c.try_wait().unwrap().is_some() {
+                        self.nodes[i].child = None;
+                        return true;
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    }
+
+    pub fn data_dir(&self, i: usize) -> PathBuf {
+        self.nodes[i].config.parent().unwrap().join("data")
+    }
+
+    /// The objects on node `i`'s disk, read with `shoal inspect` (the node must be stopped):
+    /// (key, replication factor, deleted).
+    pub fn inspect(&self, i: usize) -> Vec<(String, u8, bool)> {
+        let out = run_shoal(&["inspect", "--data-dir", path_str(&self.data_dir(i))]);
+        assert!(
+            out.status.success(),
+            "inspect: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                (
+                    v["key"].as_str().unwrap().to_string(),
+                    v["n"].as_u64().unwrap() as u8,
+                    v["deleted"].as_bool().unwrap(),
+                )
+            })
+            .collect()
+    }
+
     pub fn restart(&mut self, i: usize) {
         self.kill9(i);
         self.spawn(i);
@@ -188,6 +250,41 @@ impl TestCluster {
         };
         self.url(i, &format!("/v1/kv/{key}{q}"))
     }
+}
+
+impl TestCluster {
+    /// Node `i`'s `GET /v1/admin/status`, or `None` if it does not answer.
+    pub async fn status(&self, i: usize) -> Option<serde_json::Value> {
+        http()
+            .get(self.url(i, "/v1/admin/status"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()
+    }
+
+    /// Node `i`'s Prometheus text.
+    pub async fn metrics(&self, i: usize) -> String {
+        http()
+            .get(self.url(i, "/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+}
+
+/// The liveness node `id` has in a status answer.
+pub fn liveness_of(status: &serde_json::Value, id: &str) -> Option<String> {
+    status["members"]
+        .as_array()?
+        .iter()
+        .find(|m| m["id"] == id)
+        .and_then(|m| m["liveness"].as_str().map(str::to_string))
 }
 
 impl Drop for TestCluster {

@@ -356,6 +356,13 @@ async fn http_call(
 
 /// `GET` a JSON document from a node's HTTP API, e.g. `/v1/admin/status`.
 pub async fn http_get_json(endpoint: &str, path: &str) -> Result<serde_json::Value, ClientError> {
+    http_json(endpoint, "GET", path).await
+}
+
+/// Sends a bodiless request to an admin endpoint and returns its JSON answer. An error answer
+/// that carries Shoal's error body becomes [`ClientError::Api`], so its message reaches the user.
+pub async fn http_json(endpoint: &str, method: &str, path: &str) -> Result<serde_json::Value, ClientError> {
+    let method = hyper::Method::from_bytes(method.as_bytes()).map_err(|e| ClientError::Protocol(e.to_string()))?;
     let hostport = endpoint
         .strip_prefix("http://")
         .ok_or_else(|| ClientError::Endpoint(endpoint.to_string()))?
@@ -364,6 +371,7 @@ pub async fn http_get_json(endpoint: &str, path: &str) -> Result<serde_json::Val
         HyperClient::builder(TokioExecutor::new()).build(HttpConnector::new());
     let uri = format!("http://{hostport}{path}");
     let request = hyper::Request::builder()
+        .method(method)
         .uri(uri)
         .body(Full::new(Bytes::new()))
         .map_err(|e| ClientError::Protocol(e.to_string()))?;
@@ -373,7 +381,10 @@ pub async fn http_get_json(endpoint: &str, path: &str) -> Result<serde_json::Val
         .map_err(|e| ClientError::Transport(e.to_string()))?;
     let status = resp.status().as_u16();
     let body = body_bytes(resp).await?;
-    if status != 200 {
+    if !(200..300).contains(&status) {
+        if let Ok(api) = serde_json::from_slice::<ApiError>(&body) {
+            return Err(ClientError::Api(api));
+        }
         return Err(ClientError::Protocol(format!(
             "HTTP {status}: {}",
             String::from_utf8_lossy(&body)

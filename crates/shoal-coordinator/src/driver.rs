@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
-use shoal_ring::{Layout, NodeId};
+use shoal_ring::{Layout, NodeId, Placement};
 use shoal_storage::{Object, Replica, ReplicaError, Store, Value};
 use shoal_version::{VersionError, VersionVector};
 use tokio::sync::mpsc;
@@ -167,7 +167,8 @@ const NO_REPLY: &str = "no reply before the deadline";
 
 pub struct Coordinator<S: Store, T: Transport> {
     me: NodeId,
-    layout: RwLock<Arc<Layout>>,
+    /// `None` until this node belongs to a cluster (a fresh node waiting for `admin join`).
+    placement: RwLock<Option<Arc<Placement>>>,
     replica: Arc<Replica<S>>,
     transport: Arc<T>,
     config: CoordinatorConfig,
@@ -217,16 +218,18 @@ async fn storage<R: Send + 'static>(
 }
 
 impl<S: Store, T: Transport> Coordinator<S, T> {
+    /// `placement` is `None` on a node that has not joined a cluster; it refuses requests until
+    /// [`Coordinator::set_placement`] gives it one.
     pub fn new(
         me: NodeId,
-        layout: Arc<Layout>,
+        placement: Option<Placement>,
         replica: Arc<Replica<S>>,
         transport: Arc<T>,
         config: CoordinatorConfig,
     ) -> Self {
         Self {
             me,
-            layout: RwLock::new(layout),
+            placement: RwLock::new(placement.map(Arc::new)),
             replica,
             transport,
             config,
@@ -237,12 +240,32 @@ impl<S: Store, T: Transport> Coordinator<S, T> {
         &self.me
     }
 
-    pub fn layout(&self) -> Arc<Layout> {
-        self.layout.read().clone()
+    /// The complete layout: where reads go and writes always go. `None` before this node has
+    /// joined a cluster.
+    pub fn layout(&self) -> Option<Arc<Layout>> {
+        self.placement.read().as_ref().map(|p| p.current.clone())
     }
 
-    pub fn set_layout(&self, layout: Arc<Layout>) {
-        *self.layout.write() = layout;
+    pub fn placement(&self) -> Option<Arc<Placement>> {
+        self.placement.read().clone()
+    }
+
+    /// Switch layouts (membership does this when the gossiped layout record changes). Requests
+    /// already running finish with the placement they started with.
+    pub fn set_placement(&self, placement: Option<Placement>) {
+        *self.placement.write() = placement.map(Arc::new);
+    }
+
+    fn placed(&self, op: &str) -> Result<Arc<Placement>, CoordError> {
+        self.placement().ok_or_else(|| CoordError::Unavailable {
+            op: op.into(),
+            required: 0,
+            acked: 0,
+            failed: vec![FailedReplica {
+                node: self.me.to_string(),
+                reason: "this node has not joined a cluster yet (see `shoal admin join`)".into(),
+            }],
+        })
     }
 
     pub fn config(&self) -> &CoordinatorConfig {
@@ -261,7 +284,8 @@ impl<S: Store, T: Transport> Coordinator<S, T> {
 
     /// Coordinate a put or delete.
     pub async fn put(self: &Arc<Self>, req: PutRequest) -> Result<PutResponse, CoordError> {
-        let layout = self.layout();
+        let placement = self.placed("put")?;
+        let layout = &placement.current;
         let (n, w) = params::resolve(&self.config.defaults, layout.members().len(), req.n, req.w, "w")?;
         let timeout = self.timeout(req.timeout_ms);
         let deadline = Instant::now() + timeout;
@@ -322,11 +346,27 @@ impl<S: Store, T: Transport> Coordinator<S, T> {
             sibling_warning: outcome.warn,
         };
 
-        let mut tracker = QuorumTracker::new(w as usize, pref.clone());
-        tracker.ack(self.me.clone());
+        // While a layout change is in flight the write also goes to the owners the change adds,
+        // and must reach W of the new preference list as well as W of the current one, so that
+        // whichever layout a later read uses finds it (Garage's layout-history rule).
+        let extra = placement.extra_owners(partition, n as usize);
+        let next_pref: Vec<NodeId> = placement
+            .next
+            .as_ref()
+            .map(|next| next.preference_list(partition, n as usize).to_vec())
+            .unwrap_or_default();
+        let mut current = QuorumTracker::new(w as usize, pref.clone());
+        let mut next =
+            (!next_pref.is_empty()).then(|| QuorumTracker::new((w as usize).min(next_pref.len()), next_pref.clone()));
+        let targets: Vec<NodeId> = pref.iter().chain(extra.iter()).cloned().collect();
+        let mut answered = 1;
+        current.ack(self.me.clone());
+        if let Some(t) = next.as_mut() {
+            t.ack(self.me.clone());
+        }
         let shared = Arc::new(object);
-        let (tx, mut rx) = mpsc::channel(pref.len());
-        for node in pref.iter().filter(|p| **p != self.me) {
+        let (tx, mut rx) = mpsc::channel(targets.len());
+        for node in targets.iter().filter(|p| **p != self.me) {
             let (tx, node, transport, shared, key) = (
                 tx.clone(),
                 node.clone(),
@@ -341,22 +381,44 @@ impl<S: Store, T: Transport> Coordinator<S, T> {
             });
         }
         drop(tx);
+        let failed = |current: &QuorumTracker<NodeId>, next: &Option<QuorumTracker<NodeId>>| match next {
+            Some(t) if current.progress() == Progress::Reached => unavailable("put", t),
+            _ => unavailable("put", current),
+        };
         loop {
-            if tracker.progress() == Progress::Reached {
-                return Ok(response(tracker.acked().len()));
+            let reached = |t: &QuorumTracker<NodeId>| t.progress() == Progress::Reached;
+            if reached(&current) && next.as_ref().is_none_or(reached) {
+                let mut acked: Vec<&NodeId> = current.acked().iter().collect();
+                if let Some(t) = &next {
+                    acked.extend(t.acked().iter().filter(|id| !current.acked().contains(id)));
+                }
+                return Ok(response(acked.len()));
             }
             // Once W is out of reach, still wait (until the deadline) for the replicas that
             // have not answered: the error must say exactly which replicas hold the write.
-            if tracker.all_answered() {
-                return Err(unavailable("put", &tracker));
+            if answered >= targets.len() {
+                return Err(failed(&current, &next));
             }
             match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some((node, Ok(())))) => tracker.ack(node),
-                Ok(Some((node, Err(reason)))) => {
-                    debug!(%node, %reason, "replica put failed");
-                    tracker.fail(node, reason)
+                Ok(Some((node, result))) => {
+                    answered += 1;
+                    match result {
+                        Ok(()) => {
+                            current.ack(node.clone());
+                            if let Some(t) = next.as_mut() {
+                                t.ack(node);
+                            }
+                        }
+                        Err(reason) => {
+                            debug!(%node, %reason, "replica put failed");
+                            current.fail(node.clone(), reason.clone());
+                            if let Some(t) = next.as_mut() {
+                                t.fail(node, reason);
+                            }
+                        }
+                    }
                 }
-                Ok(None) | Err(_) => return Err(unavailable("put", &tracker)),
+                Ok(None) | Err(_) => return Err(failed(&current, &next)),
             };
         }
     }
@@ -398,7 +460,8 @@ impl<S: Store, T: Transport> Coordinator<S, T> {
 
     /// Coordinate a get: ask all N replicas, answer with the merge of the first R replies.
     pub async fn get(self: &Arc<Self>, req: GetRequest) -> Result<GetResponse, CoordError> {
-        let layout = self.layout();
+        let placement = self.placed("get")?;
+        let layout = &placement.current;
         let (n, r) = params::resolve(&self.config.defaults, layout.members().len(), req.n, req.r, "r")?;
         let timeout = self.timeout(req.timeout_ms);
         let deadline = Instant::now() + timeout;
@@ -495,6 +558,12 @@ impl<S: Store, T: Transport> Coordinator<S, T> {
         }
     }
 
+    fn partition_of(&self, key: &[u8]) -> Result<u32, String> {
+        self.layout()
+            .map(|l| l.partition_of(key))
+            .ok_or_else(|| "this node has not joined a cluster yet".to_string())
+    }
+
     /// A peer's replication or repair of `key` into this node's replica. The object came from
     /// outside, so it is validated before it is merged.
     pub async fn apply_local(&self, key: Bytes, object: Object) -> Result<(), String> {
@@ -502,7 +571,7 @@ impl<S: Store, T: Transport> Coordinator<S, T> {
             .siblings
             .validate()
             .map_err(|e| format!("refused replica object: {e}"))?;
-        let partition = self.layout().partition_of(&key);
+        let partition = self.partition_of(&key)?;
         let replica = self.replica.clone();
         storage(self.config.storage, move || {
             replica
@@ -515,7 +584,7 @@ impl<S: Store, T: Transport> Coordinator<S, T> {
 
     /// A peer's read of this node's replica of `key`.
     pub async fn read_local(&self, key: Bytes) -> Result<Option<Object>, String> {
-        let partition = self.layout().partition_of(&key);
+        let partition = self.partition_of(&key)?;
         let replica = self.replica.clone();
         storage(self.config.storage, move || {
             replica.read(partition, &key).map_err(|e| e.to_string())

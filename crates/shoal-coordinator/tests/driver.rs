@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use parking_lot::RwLock;
 use shoal_coordinator::*;
-use shoal_ring::{Layout, Member, NodeId, RingConfig};
+use shoal_ring::{Layout, Member, NodeId, Placement, RingConfig};
 use shoal_storage::{MemoryStore, Object, Replica, ReplicaLimits};
 
 #[derive(Clone, Copy, PartialEq)]
@@ -115,7 +115,7 @@ fn cluster_with(storage: StorageExecution) -> Cluster {
             let replica = Arc::new(Replica::new(Arc::new(MemoryStore::new()), ReplicaLimits::default()));
             Arc::new(Coordinator::new(
                 id.clone(),
-                layout.clone(),
+                Some(Placement::stable(layout.clone())),
                 replica,
                 Arc::new(Link(net.clone())),
                 config.clone(),
@@ -210,7 +210,7 @@ async fn a_hung_replica_fails_at_the_deadline() {
 #[tokio::test]
 async fn a_non_replica_forwards_the_write_to_a_replica() {
     let c = cluster();
-    let layout = c.nodes[0].layout();
+    let layout = c.nodes[0].layout().unwrap();
     // Find a key whose single replica (n=1) is not n1, and write it through n1.
     let key = (0..1000)
         .map(|i| format!("key-{i}"))

@@ -25,7 +25,39 @@ pub struct NodeConfig {
     pub requests: RequestSection,
     pub limits: LimitsSection,
     pub storage: StorageSection,
+    pub swim: SwimSection,
+    pub transfer: TransferSection,
     pub log: LogSection,
+}
+
+/// SWIM failure detection (memberlist's LAN profile by default).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwimSection {
+    pub probe_interval_ms: u64,
+    pub probe_timeout_ms: u64,
+    pub indirect_checks: usize,
+    /// Suspicion lasts suspicion_mult × log10(N) probe intervals at least (Lifeguard).
+    pub suspicion_mult: u32,
+    /// ... and at most this many times that, before independent confirmations shorten it.
+    pub suspicion_max_timeout_mult: u32,
+    /// Each piggybacked update is sent retransmit_mult × log10(N+1) times.
+    pub retransmit_mult: u32,
+    /// Full-state push/pull with one random member, to heal what piggybacking missed.
+    pub push_pull_interval_ms: u64,
+}
+
+/// Partition transfers on join, leave and remove.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransferSection {
+    /// Throttle for the data a node streams in, in MB/s (10^6 bytes).
+    pub max_mb_per_sec: f64,
+    /// Bytes of objects asked for per request.
+    pub chunk_bytes: usize,
+    /// After a change commits, how long a node keeps data it no longer owns before dropping
+    /// it, so coordinators that have not yet heard of the commit still find it.
+    pub drop_delay_ms: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -72,8 +104,16 @@ fn default_weight() -> u32 {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterSection {
-    /// Every member, this node included, until SWIM membership replaces the static list.
+    /// The founding members, this node included: every node configured with the same list
+    /// computes the same first layout. Empty on a node that will be added with
+    /// `shoal admin join`. Later changes are gossiped and remembered on disk, so this list is
+    /// only read when the data directory is new.
+    // `default`: the config crate drops empty arrays from the defaults layer.
+    #[serde(default)]
     pub members: Vec<MemberConfig>,
+    /// Peer addresses to contact on start, besides the configured and remembered members.
+    #[serde(default)]
+    pub seeds: Vec<SocketAddr>,
     pub partitions: u32,
     pub tokens_per_weight: u32,
     /// File holding the secret that signs causal-context tokens; identical on every node.
@@ -150,6 +190,7 @@ impl Default for NodeConfig {
             },
             cluster: ClusterSection {
                 members: Vec::new(),
+                seeds: Vec::new(),
                 partitions: 1024,
                 tokens_per_weight: 64,
                 secret_file: "./certs/cluster.secret".into(),
@@ -180,6 +221,20 @@ impl Default for NodeConfig {
                 sync_writes: false,
                 block_cache_mb: 64,
                 execution: StorageExecution::Inline,
+            },
+            swim: SwimSection {
+                probe_interval_ms: 1000,
+                probe_timeout_ms: 500,
+                indirect_checks: 3,
+                suspicion_mult: 4,
+                suspicion_max_timeout_mult: 6,
+                retransmit_mult: 4,
+                push_pull_interval_ms: 30_000,
+            },
+            transfer: TransferSection {
+                max_mb_per_sec: 32.0,
+                chunk_bytes: 1 << 20,
+                drop_delay_ms: 10_000,
             },
             log: LogSection {
                 format: "text".into(),
@@ -226,8 +281,20 @@ impl NodeConfig {
         if self.node.id.is_empty() {
             return bad("node.id must not be empty".into());
         }
-        if !self.cluster.members.iter().any(|m| m.id == self.node.id) {
-            return bad(format!("cluster.members must include this node ({})", self.node.id));
+        if !self.cluster.members.is_empty() && !self.cluster.members.iter().any(|m| m.id == self.node.id) {
+            return bad(format!(
+                "cluster.members must include this node ({}), or be empty on a node that will join with `shoal admin join`",
+                self.node.id
+            ));
+        }
+        if let Err(e) = self.swim_config().validate() {
+            return bad(e);
+        }
+        if !self.transfer.max_mb_per_sec.is_finite()
+            || self.transfer.max_mb_per_sec <= 0.0
+            || self.transfer.chunk_bytes == 0
+        {
+            return bad("transfer: max_mb_per_sec and chunk_bytes must be positive".into());
         }
         let r = &self.requests;
         if r.n == 0 || r.w == 0 || r.r == 0 || r.w > r.n || r.r > r.n || r.n > r.max_n {
@@ -261,6 +328,21 @@ impl NodeConfig {
 
     pub fn peer_addr(&self, id: &str) -> Option<SocketAddr> {
         self.cluster.members.iter().find(|m| m.id == id).map(|m| m.peer)
+    }
+
+    pub fn swim_config(&self) -> shoal_membership::SwimConfig {
+        let s = &self.swim;
+        let ms = std::time::Duration::from_millis;
+        shoal_membership::SwimConfig {
+            probe_interval: ms(s.probe_interval_ms),
+            probe_timeout: ms(s.probe_timeout_ms),
+            indirect_checks: s.indirect_checks,
+            suspicion_mult: s.suspicion_mult,
+            suspicion_max_timeout_mult: s.suspicion_max_timeout_mult,
+            retransmit_mult: s.retransmit_mult,
+            push_pull_interval: ms(s.push_pull_interval_ms),
+            ..Default::default()
+        }
     }
 }
 
@@ -309,9 +391,20 @@ peer = "127.0.0.1:9000"
         assert!(NodeConfig::load(Some(&f), &[]).is_ok());
         let f = write(dir.path(), &format!("{BASE}\n[requests]\nbogus = 1\n"));
         assert!(NodeConfig::load(Some(&f), &[]).is_err(), "unknown keys are refused");
-        let f = write(dir.path(), "[node]\nid = \"zz\"\n");
+        let f = write(
+            dir.path(),
+            &format!("{BASE}\n[node]\nid = \"zz\"\n").replace("[node]\nid = \"a\"\n", ""),
+        );
         let err = NodeConfig::load(Some(&f), &[]).unwrap_err().to_string();
-        assert!(err.contains("members"), "{err}");
+        assert!(err.contains("members must include this node (zz)"), "{err}");
+        let f = write(dir.path(), "[node]\nid = \"zz\"\n");
+        assert!(
+            NodeConfig::load(Some(&f), &[]).is_ok(),
+            "a node that will join lists no members"
+        );
+        let f = write(dir.path(), &format!("{BASE}\n[swim]\nprobe_timeout_ms = 2000\n"));
+        let err = NodeConfig::load(Some(&f), &[]).unwrap_err().to_string();
+        assert!(err.contains("probe_timeout"), "{err}");
         assert!(NodeConfig::load(Some(Path::new("/nonexistent/shoal.toml")), &[]).is_err());
     }
 }

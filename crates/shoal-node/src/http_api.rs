@@ -1,12 +1,13 @@
-//! The HTTP API: `/v1/kv/{key}`, `/v1/admin/status`, `/metrics`, `/healthz`.
+//! The HTTP API: `/v1/kv/{key}`, `/v1/admin/{status,join,leave,remove}`, `/metrics`, `/healthz`.
 
 use std::sync::Arc;
 
 use axum::body::Body;
+use axum::extract::Query;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use base64::Engine;
 use bytes::Bytes;
@@ -20,6 +21,9 @@ pub fn router(shared: Arc<NodeShared>) -> Router {
     Router::new()
         .route("/v1/kv/{*key}", get(kv).put(kv).delete(kv))
         .route("/v1/admin/status", get(status))
+        .route("/v1/admin/join", post(join))
+        .route("/v1/admin/leave", post(leave))
+        .route("/v1/admin/remove", post(remove))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .fallback(|uri: Uri| async move {
@@ -270,6 +274,59 @@ fn render(response: ClientResponse, json: bool) -> Response {
 
 async fn status(State(shared): State<Arc<NodeShared>>) -> Response {
     axum::Json(shared.status().await).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct JoinParams {
+    seed: String,
+}
+
+#[derive(serde::Deserialize)]
+struct RemoveParams {
+    node: String,
+}
+
+/// The answer to an accepted change: the proposed record's epoch and what is in flight.
+fn change_accepted(result: Result<shoal_ring::LayoutRecord, String>) -> Response {
+    match result {
+        Ok(record) => (
+            StatusCode::ACCEPTED,
+            axum::Json(serde_json::json!({
+                "epoch": record.epoch,
+                "transition": record.next.as_ref().map(|t| serde_json::json!({
+                    "kind": t.kind.to_string(),
+                    "node": t.node.to_string(),
+                })),
+            })),
+        )
+            .into_response(),
+        Err(message) => error_response(ApiError::new(409, "layout_change_refused", message)),
+    }
+}
+
+async fn join(State(shared): State<Arc<NodeShared>>, Query(p): Query<JoinParams>) -> Response {
+    let seed = match p.seed.parse::<std::net::SocketAddr>() {
+        Ok(a) => a,
+        Err(_) => {
+            return error_response(
+                ApiError::new(
+                    400,
+                    "invalid_seed",
+                    format!("seed {:?} is not a peer address such as 10.0.0.1:9080", p.seed),
+                )
+                .with_param("seed"),
+            )
+        }
+    };
+    change_accepted(shared.membership.join(seed).await)
+}
+
+async fn leave(State(shared): State<Arc<NodeShared>>) -> Response {
+    change_accepted(shared.membership.leave())
+}
+
+async fn remove(State(shared): State<Arc<NodeShared>>, Query(p): Query<RemoveParams>) -> Response {
+    change_accepted(shared.membership.remove(shoal_ring::NodeId::new(p.node)))
 }
 
 async fn metrics(State(shared): State<Arc<NodeShared>>) -> Response {

@@ -12,6 +12,7 @@ pub mod api;
 pub mod config;
 pub mod http_api;
 pub mod logging;
+pub mod membership;
 pub mod peer;
 mod quic_api;
 pub mod server;

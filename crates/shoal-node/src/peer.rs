@@ -1,5 +1,5 @@
-//! The peer protocol: replica reads and writes, forwarded coordination, and pings, carried over
-//! the mutual-TLS QUIC port.
+//! The peer protocol: replica reads and writes, forwarded coordination, SWIM messages and
+//! partition transfers, all carried over the mutual-TLS QUIC port (no plaintext side channel).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -7,11 +7,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use shoal_coordinator::{CoordError, Coordinator, PutRequest, PutResponse, Transport, TransportFuture};
+use shoal_membership::Message;
 use shoal_net::{Pool, Service};
 use shoal_ring::NodeId;
 use shoal_storage::{Object, RocksStore};
+
+use crate::membership::{Membership, NodeMeta};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum PeerRequest {
@@ -27,6 +31,17 @@ pub enum PeerRequest {
     /// Coordinate this write: you replicate its key and this node does not.
     Coordinate(PutRequest),
     Ping,
+    /// A SWIM message; answered with `Done` at once (SWIM's acks are messages of their own).
+    Swim(Message<NodeMeta>),
+    /// One chunk of a partition transfer: the objects of `partition` whose replication factor
+    /// is in `n_min..=n_max`, from key `from` on, about `max_bytes` of them.
+    Fetch {
+        partition: u32,
+        from: Bytes,
+        n_min: u8,
+        n_max: u8,
+        max_bytes: u32,
+    },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -34,7 +49,15 @@ pub enum PeerResponse {
     Stored,
     Object(Option<Object>),
     Coordinated(Result<PutResponse, CoordError>),
-    Pong { node: String },
+    Pong {
+        node: String,
+    },
+    Done,
+    Chunk {
+        objects: Vec<(Bytes, Object)>,
+        /// Where the next chunk starts; `None` when the partition is done.
+        resume: Option<Bytes>,
+    },
     Failed(String),
 }
 
@@ -43,23 +66,40 @@ pub enum PeerResponse {
 #[derive(Clone)]
 pub struct QuicTransport {
     pool: Arc<Pool>,
-    addrs: Arc<HashMap<NodeId, SocketAddr>>,
+    /// Peer addresses by node, from configuration at first and then from SWIM's member metadata.
+    addrs: Arc<RwLock<HashMap<NodeId, SocketAddr>>>,
 }
 
 impl QuicTransport {
     pub fn new(pool: Pool, addrs: HashMap<NodeId, SocketAddr>) -> Self {
         Self {
             pool: Arc::new(pool),
-            addrs: Arc::new(addrs),
+            addrs: Arc::new(RwLock::new(addrs)),
         }
     }
 
     pub fn addr(&self, node: &NodeId) -> Option<SocketAddr> {
-        self.addrs.get(node).copied()
+        self.addrs.read().get(node).copied()
+    }
+
+    pub fn set_addr(&self, node: NodeId, addr: SocketAddr) {
+        let old = self.addrs.write().insert(node, addr);
+        if let Some(old) = old.filter(|o| *o != addr) {
+            self.pool.forget(old);
+        }
     }
 
     pub async fn call(&self, node: &NodeId, req: PeerRequest, timeout: Duration) -> Result<PeerResponse, String> {
         let addr = self.addr(node).ok_or_else(|| format!("no address known for {node}"))?;
+        self.call_addr(addr, req, timeout).await
+    }
+
+    pub async fn call_addr(
+        &self,
+        addr: SocketAddr,
+        req: PeerRequest,
+        timeout: Duration,
+    ) -> Result<PeerResponse, String> {
         self.pool.call(addr, req, timeout).await.map_err(|e| e.to_string())
     }
 
@@ -126,11 +166,16 @@ impl Transport for QuicTransport {
     }
 }
 
+/// Largest transfer chunk this node serves, whatever a peer asks for. Only a single object
+/// larger than this (up to `max_object_bytes`, which the frame limit allows for) makes a bigger one.
+const MAX_CHUNK_BYTES: usize = 16 << 20;
+
 pub type NodeCoordinator = Coordinator<RocksStore, QuicTransport>;
 
 /// Serves the peer port.
 pub struct PeerService {
     pub coordinator: Arc<NodeCoordinator>,
+    pub membership: Arc<Membership>,
 }
 
 impl Service for PeerService {
@@ -156,6 +201,38 @@ impl Service for PeerService {
             PeerRequest::Ping => PeerResponse::Pong {
                 node: self.coordinator.me().to_string(),
             },
+            PeerRequest::Swim(message) => {
+                self.membership.handle(message);
+                PeerResponse::Done
+            }
+            PeerRequest::Fetch {
+                partition,
+                from,
+                n_min,
+                n_max,
+                max_bytes,
+            } => {
+                let replica = self.coordinator.replica().clone();
+                // The asker's size is a wish: a chunk must stay well inside the frame limit.
+                let max_bytes = (max_bytes as usize).min(MAX_CHUNK_BYTES);
+                let chunk =
+                    tokio::task::spawn_blocking(move || replica.export(partition, &from, n_min, n_max, max_bytes))
+                        .await;
+                match chunk {
+                    Ok(Ok((objects, resume))) => {
+                        let objects: Vec<(Bytes, Object)> =
+                            objects.into_iter().map(|(k, o)| (Bytes::from(k), o)).collect();
+                        let bytes: usize = objects.iter().map(|(k, o)| k.len() + o.payload_len()).sum();
+                        metrics::counter!("shoal_transfer_sent_bytes_total").increment(bytes as u64);
+                        PeerResponse::Chunk {
+                            objects,
+                            resume: resume.map(Bytes::from),
+                        }
+                    }
+                    Ok(Err(e)) => PeerResponse::Failed(format!("reading partition {partition}: {e}")),
+                    Err(e) => PeerResponse::Failed(format!("reading partition {partition}: {e}")),
+                }
+            }
         }
     }
 }

@@ -11,14 +11,15 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 use shoal_coordinator::{Coordinator, CoordinatorConfig, RequestDefaults};
 use shoal_net::{tls, Pool, TransportTuning};
-use shoal_ring::{Layout, Member, NodeId, RingConfig};
+use shoal_ring::{NodeId, RingConfig};
 use shoal_storage::{Replica, ReplicaLimits, RocksOptions, RocksStore};
 use shoal_version::{ContextCodec, SiblingLimits};
 use tracing::info;
 
 use crate::api::{Api, ApiLimits};
 use crate::config::NodeConfig;
-use crate::peer::{PeerRequest, PeerResponse, PeerService, QuicTransport};
+use crate::membership::{liveness_label, Membership};
+use crate::peer::{PeerService, QuicTransport};
 use crate::quic_api::ClientService;
 
 /// What the HTTP handlers share.
@@ -26,43 +27,56 @@ pub struct NodeShared {
     pub config: NodeConfig,
     pub api: Arc<Api>,
     pub transport: Arc<QuicTransport>,
+    pub membership: Arc<Membership>,
     pub metrics: PrometheusHandle,
 }
 
 impl NodeShared {
-    /// This node's view of the cluster, for `GET /v1/admin/status`. Liveness is a ping over the
-    /// peer port until SWIM supplies it.
+    /// This node's view of the cluster, for `GET /v1/admin/status`: liveness from SWIM, admin
+    /// state and ownership from the layout record, transfers from each member's gossiped meta.
     pub async fn status(&self) -> serde_json::Value {
         let coordinator = &self.api.coordinator;
-        let layout = coordinator.layout();
         let me = coordinator.me().clone();
         let n = coordinator.config().defaults.n as usize;
-        let mut members = Vec::new();
-        for m in layout.members() {
-            let liveness = if m.id == me {
-                "alive".to_string()
-            } else {
-                match self
-                    .transport
-                    .call(&m.id, PeerRequest::Ping, Duration::from_millis(500))
-                    .await
-                {
-                    Ok(PeerResponse::Pong { .. }) => "alive".to_string(),
-                    Ok(_) => "confused".to_string(),
-                    Err(_) => "unreachable".to_string(),
-                }
-            };
-            members.push(json!({
-                "id": m.id.to_string(),
-                "zone": m.zone,
-                "weight": m.weight,
-                "peer": self.transport.addr(&m.id).map(|a| a.to_string()),
-                "liveness": liveness,
-                "admin_state": "member",
-                "partitions_primary": layout.partitions_of(&m.id, 1).len(),
-                "partitions_replicated": layout.partitions_of(&m.id, n).len(),
-            }));
-        }
+        let layout = coordinator.layout();
+        let record = self.membership.record();
+        let members: Vec<_> = self
+            .membership
+            .members()
+            .into_iter()
+            .map(|m| {
+                let owned = |len: usize| layout.as_ref().map_or(0, |l| l.partitions_of(&m.id, len).len());
+                let liveness = if m.id == me {
+                    "alive"
+                } else {
+                    m.liveness.map_or("unknown", liveness_label)
+                };
+                json!({
+                    "id": m.id.to_string(),
+                    "zone": m.member.as_ref().map(|x| x.zone.clone()).or(m.meta.as_ref().map(|x| x.zone.clone())),
+                    "weight": m.member.as_ref().map(|x| x.weight),
+                    "peer": m.meta.as_ref().map(|x| x.peer.to_string()),
+                    "http": m.meta.as_ref().map(|x| x.http.to_string()),
+                    "liveness": liveness,
+                    "incarnation": m.incarnation,
+                    "admin_state": m.admin_state.to_string(),
+                    "seen_epoch": m.meta.as_ref().map(|x| x.seen_epoch),
+                    "synced_epoch": m.meta.as_ref().map(|x| x.synced_epoch),
+                    "transfer": m.meta.as_ref().and_then(|x| x.transfer.clone()).map(|t| json!({
+                        "epoch": t.epoch,
+                        "partitions_done": t.partitions_done,
+                        "partitions_total": t.partitions_total,
+                        "percent": if t.partitions_total == 0 { 100.0 } else {
+                            100.0 * f64::from(t.partitions_done) / f64::from(t.partitions_total)
+                        },
+                        "bytes": t.bytes,
+                        "keys": t.keys,
+                    })),
+                    "partitions_primary": owned(1),
+                    "partitions_replicated": owned(n),
+                })
+            })
+            .collect();
         let d = coordinator.config().defaults;
         json!({
             "node": {
@@ -71,11 +85,17 @@ impl NodeShared {
                 "http": self.config.listen.http.to_string(),
                 "peer": self.config.listen.peer.to_string(),
                 "quic": self.config.listen.quic.to_string(),
+                "local_health": self.membership.local_health(),
             },
             "layout": {
-                "version": layout.version(),
-                "partitions": layout.partitions(),
-                "tokens_per_weight": layout.config().tokens_per_weight,
+                "version": layout.as_ref().map(|l| l.version()),
+                "epoch": record.as_ref().map(|r| r.epoch),
+                "partitions": self.config.cluster.partitions,
+                "tokens_per_weight": self.config.cluster.tokens_per_weight,
+                "transition": record.as_ref().and_then(|r| r.next.as_ref()).map(|t| json!({
+                    "kind": t.kind.to_string(),
+                    "node": t.node.to_string(),
+                })),
             },
             "defaults": {"n": d.n, "w": d.w, "r": d.r, "max_n": d.max_n},
             "members": members,
@@ -104,22 +124,11 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
     let metrics = crate::telemetry::install();
     let me = NodeId::new(config.node.id.clone());
 
-    let members: Vec<Member> = config
-        .cluster
-        .members
-        .iter()
-        .map(|m| Member {
-            id: NodeId::new(m.id.clone()),
-            zone: m.zone.clone(),
-            weight: m.weight,
-        })
-        .collect();
     let ring = RingConfig {
         partitions: config.cluster.partitions,
         tokens_per_weight: config.cluster.tokens_per_weight,
     };
-    let layout = Arc::new(Layout::new(1, members, ring).context("building the ring layout")?);
-
+    ring.validate().context("cluster ring configuration")?;
     let db_path = config.node.data_dir.join("db");
     std::fs::create_dir_all(&db_path).with_context(|| format!("creating {}", db_path.display()))?;
     let rocks_opts = RocksOptions {
@@ -177,11 +186,13 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
     };
     let coordinator = Arc::new(Coordinator::new(
         me.clone(),
-        layout,
+        // Membership restores or bootstraps the layout; until then the node serves no data.
+        None,
         replica,
         transport.clone(),
         coord_config,
     ));
+    let membership = Membership::start(&config, coordinator.clone(), transport.clone())?;
     let codec = ContextCodec::new(&read_secret(&config.cluster.secret_file)?);
     let api = Arc::new(Api::new(
         coordinator.clone(),
@@ -194,7 +205,10 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
 
     tokio::spawn(shoal_net::serve(
         peer_endpoint.clone(),
-        Arc::new(PeerService { coordinator }),
+        Arc::new(PeerService {
+            coordinator,
+            membership: membership.clone(),
+        }),
         tuning.clone(),
     ));
     let client_server = tuning.server_config(tls::client_api_server_config(&tls_files)?)?;
@@ -210,6 +224,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
         config: config.clone(),
         api,
         transport,
+        membership: membership.clone(),
         metrics,
     });
     let listener = tokio::net::TcpListener::bind(config.listen.http)
@@ -217,7 +232,12 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
         .with_context(|| format!("binding the HTTP port {}", config.listen.http))?;
     info!(node = %me, http = %config.listen.http, peer = %config.listen.peer, quic = %config.listen.quic, "shoal node serving");
     axum::serve(listener, crate::http_api::router(shared))
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                _ = shutdown => {}
+                _ = membership.stopped() => {}
+            }
+        })
         .await
         .context("serving HTTP")?;
     info!(node = %me, "shutting down: closing QUIC endpoints");

@@ -202,11 +202,16 @@ fn replica_exports_and_drops_by_n<S: Store>(s: S) {
     let (all, resume) = r.export(4, b"", 2, 3, usize::MAX).unwrap();
     assert_eq!(keys(&all), ["k1", "k2", "k3", "k4"]);
     assert_eq!(resume, None);
-    // Chunked: each chunk stops once it holds max_bytes, and the next resumes where it stopped.
-    let (first, resume) = r.export(4, b"", 1, 3, 150).unwrap();
+    // Chunked: a chunk stops before the object that would overflow max_bytes (each object here
+    // is 102 bytes), and the next resumes where it stopped.
+    let (first, resume) = r.export(4, b"", 1, 3, 250).unwrap();
     assert_eq!(keys(&first), ["k0", "k1"]);
     let (rest, end) = r.export(4, &resume.unwrap(), 1, 3, usize::MAX).unwrap();
     assert_eq!(keys(&rest), ["k2", "k3", "k4", "k5"]);
+    // An object larger than max_bytes still goes, alone, so a transfer always progresses.
+    let (one, more) = r.export(4, b"", 1, 3, 10).unwrap();
+    assert_eq!(keys(&one), ["k0"]);
+    assert_eq!(more.as_deref(), Some(b"k1".as_slice()));
     assert_eq!(end, None);
     assert_eq!(r.drop_range(4, 1, 2).unwrap(), 4);
     let (left, _) = r.export(4, b"", 1, 3, usize::MAX).unwrap();

@@ -127,7 +127,8 @@ impl<S: Store> Replica<S> {
     }
 
     /// One chunk of a partition transfer: the objects of `partition` whose replication factor
-    /// is in `n_min..=n_max`, from key `from` on, until about `max_bytes` of encoded objects.
+    /// is in `n_min..=n_max`, from key `from` on, at most `max_bytes` of keys and values (or one
+    /// object, if that alone is larger).
     /// Returns them and, when the partition has more, the key to resume from.
     pub fn export(
         &self,
@@ -141,14 +142,18 @@ impl<S: Store> Replica<S> {
         let mut bytes = 0usize;
         let mut resume = None;
         self.store.scan_partition(partition, from, &mut |key, obj| {
-            if bytes >= max_bytes {
+            if !(n_min..=n_max).contains(&obj.n) {
+                return true;
+            }
+            let size = key.len() + obj.payload_len();
+            // Stop before the object that would overflow the chunk, unless it is the first:
+            // a chunk then never exceeds max(max_bytes, one object).
+            if !out.is_empty() && bytes + size > max_bytes {
                 resume = Some(key.to_vec());
                 return false;
             }
-            if (n_min..=n_max).contains(&obj.n) {
-                bytes += key.len() + obj.payload_len();
-                out.push((key.to_vec(), obj));
-            }
+            bytes += size;
+            out.push((key.to_vec(), obj));
             true
         })?;
         Ok((out, resume))

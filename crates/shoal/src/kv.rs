@@ -70,6 +70,102 @@ pub enum AdminCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Add the node at --endpoint (started with no cluster.members) to the cluster that SEED,
+    /// a member's peer address, belongs to. It streams in the partitions it will own; the
+    /// layout switches once it has. Waits until then unless --no-wait.
+    Join {
+        seed: String,
+        #[arg(long, env = "SHOAL_ENDPOINT", default_value = "http://127.0.0.1:8080")]
+        endpoint: String,
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Decommission the node at --endpoint: its partitions stream to their new owners, then
+    /// it marks itself left and stops.
+    Leave {
+        #[arg(long, env = "SHOAL_ENDPOINT", default_value = "http://127.0.0.1:8080")]
+        endpoint: String,
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Take NODE, which SWIM has declared dead, out of the cluster; surviving replicas copy its
+    /// partitions to their new owners.
+    Remove {
+        node: String,
+        #[arg(long, env = "SHOAL_ENDPOINT", default_value = "http://127.0.0.1:8080")]
+        endpoint: String,
+        #[arg(long)]
+        no_wait: bool,
+    },
+}
+
+/// Polls `endpoint`'s status until the change proposed at `epoch` has committed, printing the
+/// transfer progress as it goes.
+async fn wait_committed(endpoint: &str, epoch: u64) -> anyhow::Result<std::process::ExitCode> {
+    let mut last = String::new();
+    loop {
+        let status = match shoal_client::http_get_json(endpoint, "/v1/admin/status").await {
+            Ok(s) => s,
+            // A leaving node stops once its change has committed.
+            Err(e) => {
+                eprintln!("{endpoint} stopped answering ({e}); a node that has left stops");
+                return Ok(std::process::ExitCode::SUCCESS);
+            }
+        };
+        let current = status["layout"]["epoch"].as_u64().unwrap_or(0);
+        if current > epoch && status["layout"]["transition"].is_null() {
+            println!("done: layout epoch {current}");
+            return Ok(std::process::ExitCode::SUCCESS);
+        }
+        if current > epoch && !status["layout"]["transition"].is_null() {
+            println!("superseded: another change is in flight at epoch {current}");
+            return Ok(std::process::ExitCode::from(1));
+        }
+        let mut line = Vec::new();
+        for m in status["members"].as_array().into_iter().flatten() {
+            if let Some(t) = m["transfer"].as_object() {
+                line.push(format!(
+                    "{} {:.0}%",
+                    m["id"].as_str().unwrap_or("?"),
+                    t["percent"].as_f64().unwrap_or(0.0)
+                ));
+            }
+        }
+        let line = format!(
+            "transferring: {}",
+            if line.is_empty() {
+                "waiting".into()
+            } else {
+                line.join(", ")
+            }
+        );
+        if line != last {
+            println!("{line}");
+            last = line;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
+
+async fn change(endpoint: &str, path: &str, no_wait: bool) -> anyhow::Result<std::process::ExitCode> {
+    let answer = match shoal_client::http_json(endpoint, "POST", path).await {
+        Ok(a) => a,
+        Err(e) => return report(e),
+    };
+    let epoch = answer["epoch"].as_u64().unwrap_or(0);
+    println!(
+        "accepted: {} {} at layout epoch {epoch}",
+        answer["transition"]["kind"].as_str().unwrap_or("?"),
+        answer["transition"]["node"].as_str().unwrap_or("?")
+    );
+    if no_wait {
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
+    wait_committed(endpoint, epoch).await
+}
+
+fn query_value(v: &str) -> String {
+    serde_urlencoded::to_string([("v", v)]).unwrap_or_default()[2..].to_string()
 }
 
 fn options(t: &Target, w: Option<u8>, r: Option<u8>) -> Options {
@@ -159,6 +255,31 @@ pub async fn run(cmd: KvCommand) -> anyhow::Result<std::process::ExitCode> {
 
 pub async fn admin(cmd: AdminCommand) -> anyhow::Result<std::process::ExitCode> {
     match cmd {
+        AdminCommand::Join {
+            seed,
+            endpoint,
+            no_wait,
+        } => {
+            change(
+                &endpoint,
+                &format!("/v1/admin/join?seed={}", query_value(&seed)),
+                no_wait,
+            )
+            .await
+        }
+        AdminCommand::Leave { endpoint, no_wait } => change(&endpoint, "/v1/admin/leave", no_wait).await,
+        AdminCommand::Remove {
+            node,
+            endpoint,
+            no_wait,
+        } => {
+            change(
+                &endpoint,
+                &format!("/v1/admin/remove?node={}", query_value(&node)),
+                no_wait,
+            )
+            .await
+        }
         AdminCommand::Status { endpoint, json } => {
             let status = match shoal_client::http_get_json(&endpoint, "/v1/admin/status").await {
                 Ok(s) => s,
@@ -170,21 +291,37 @@ pub async fn admin(cmd: AdminCommand) -> anyhow::Result<std::process::ExitCode> 
             }
             let s = |v: &serde_json::Value| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
             println!(
-                "node {}  layout v{}  {} partitions  defaults n={} w={} r={}",
+                "node {}  layout v{} (epoch {})  {} partitions  defaults n={} w={} r={}",
                 s(&status["node"]["id"]),
                 status["layout"]["version"],
+                status["layout"]["epoch"],
                 status["layout"]["partitions"],
                 status["defaults"]["n"],
                 status["defaults"]["w"],
                 status["defaults"]["r"],
             );
+            if let Some(t) = status["layout"]["transition"].as_object() {
+                println!("in flight: {} of {}", s(&t["kind"]), s(&t["node"]));
+            }
             println!(
-                "{:<10} {:<12} {:<10} {:<8} {:<22} {:>8} {:>10}",
+                "{:<10} {:<9} {:<8} {:<8} {:<22} {:>7} {:>10}  TRANSFER",
                 "MEMBER", "LIVENESS", "ADMIN", "ZONE", "PEER", "PRIMARY", "REPLICATED"
             );
             for m in status["members"].as_array().into_iter().flatten() {
+                let transfer = match m["transfer"].as_object() {
+                    Some(t) => format!(
+                        "epoch {} {:.0}% ({}/{} partitions, {} keys, {} bytes)",
+                        t["epoch"],
+                        t["percent"].as_f64().unwrap_or(0.0),
+                        t["partitions_done"],
+                        t["partitions_total"],
+                        t["keys"],
+                        t["bytes"]
+                    ),
+                    None => "-".into(),
+                };
                 println!(
-                    "{:<10} {:<12} {:<10} {:<8} {:<22} {:>8} {:>10}",
+                    "{:<10} {:<9} {:<8} {:<8} {:<22} {:>7} {:>10}  {}",
                     s(&m["id"]),
                     s(&m["liveness"]),
                     s(&m["admin_state"]),
@@ -192,6 +329,7 @@ pub async fn admin(cmd: AdminCommand) -> anyhow::Result<std::process::ExitCode> 
                     s(&m["peer"]),
                     s(&m["partitions_primary"]),
                     s(&m["partitions_replicated"]),
+                    transfer,
                 );
             }
             Ok(std::process::ExitCode::SUCCESS)

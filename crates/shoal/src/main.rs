@@ -45,6 +45,13 @@ enum Command {
     Admin(kv::AdminCommand),
     /// Measure throughput and latency of a workload against a local or running cluster.
     Bench(bench_cmd::BenchArgs),
+    /// List the objects a stopped node holds in its data directory, as JSON lines
+    /// (`{"partition", "key", "n", "deleted"}`): what is on its disk, bypassing the cluster.
+    Inspect {
+        /// The node's data directory (node.data_dir).
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -64,6 +71,7 @@ fn main() -> std::process::ExitCode {
             Command::Kv(c) => kv::run(c).await,
             Command::Admin(c) => kv::admin(c).await,
             Command::Bench(args) => bench_cmd::run(args).await,
+            Command::Inspect { data_dir } => inspect(&data_dir),
         }
     });
     match result {
@@ -87,6 +95,37 @@ async fn serve(config: Option<PathBuf>, set: Vec<String>) -> anyhow::Result<std:
     let cfg = shoal_node::NodeConfig::load(config.as_deref(), &overrides)?;
     shoal_node::logging::init(&cfg.log.format, &cfg.log.level);
     shoal_node::run(cfg, shutdown_signal()).await?;
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn inspect(data_dir: &std::path::Path) -> anyhow::Result<std::process::ExitCode> {
+    use shoal_storage::Store;
+    use std::io::Write;
+    let path = data_dir.join("db");
+    anyhow::ensure!(path.exists(), "{} holds no Shoal database", path.display());
+    let store = shoal_storage::RocksStore::open(&path, &shoal_storage::RocksOptions::default())
+        .map_err(|e| anyhow::anyhow!("opening {} (is the node still running?): {e}", path.display()))?;
+    let out = std::io::stdout();
+    let mut out = out.lock();
+    for partition in 0..shoal_ring::MAX_PARTITIONS {
+        let mut failed = None;
+        store.scan_partition(partition, b"", &mut |key, obj| {
+            let line = serde_json::json!({
+                "partition": partition,
+                "key": String::from_utf8_lossy(key),
+                "n": obj.n,
+                "deleted": obj.is_deleted(),
+            });
+            if let Err(e) = writeln!(out, "{line}") {
+                failed = Some(e);
+                return false;
+            }
+            true
+        })?;
+        if let Some(e) = failed {
+            return Err(e.into());
+        }
+    }
     Ok(std::process::ExitCode::SUCCESS)
 }
 

@@ -1,0 +1,866 @@
+//! Membership: drives the SWIM core over the peer port, gossips the layout record, streams
+//! partitions in when a change gives this node data, and switches the coordinator's placement.
+//!
+//! Liveness and layout are kept apart (Dynamo §4.8): SWIM says who is alive, suspect or dead;
+//! only an operator's join, leave or remove changes the [`LayoutRecord`]. A dead node stays in
+//! the layout until it is removed.
+//!
+//! A change flows like this:
+//! 1. A node proposes it (epoch e). The record spreads as a SWIM user broadcast and in every
+//!    push/pull; each node that adopts it writes to both layouts' owners and announces, in its
+//!    SWIM metadata, that it has seen epoch e.
+//! 2. Each node that gains data waits until every live node has seen e (so no coordinator still
+//!    writes only to the old owners), then pulls each gained partition range from the first
+//!    live old owner, throttled, persisting a cursor after every chunk so a restart resumes.
+//!    When done it announces `synced_epoch = e`.
+//! 3. Once every gaining node has synced, any node commits (epoch e+1); all compute the same
+//!    record. Nodes that lost data drop it after `transfer.drop_delay_ms`; a leaving node then
+//!    stops.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use serde::{Deserialize, Serialize};
+use shoal_membership::{Liveness, Message, Output, Swim, SwimConfig};
+use shoal_ring::{moves, AdminState, Change, ChangeError, ChangeKind, LayoutRecord, Member, Move, NodeId};
+use shoal_storage::{RocksStore, Store};
+use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
+use tracing::{debug, error, info, warn};
+
+use crate::config::{NodeConfig, TransferSection};
+use crate::peer::{NodeCoordinator, PeerRequest, PeerResponse, QuicTransport};
+
+/// What each node gossips about itself in SWIM (memberlist's node meta). Changing it raises
+/// the node's incarnation, so the newest version always wins.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeMeta {
+    pub peer: SocketAddr,
+    pub http: SocketAddr,
+    pub quic: SocketAddr,
+    pub zone: String,
+    pub weight: u32,
+    /// The highest layout epoch this node has adopted.
+    pub seen_epoch: u64,
+    /// The epoch of the last change whose data this node has finished streaming in.
+    pub synced_epoch: u64,
+    /// The transfer under way, for `shoal admin status`.
+    pub transfer: Option<TransferProgress>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TransferProgress {
+    pub epoch: u64,
+    pub partitions_done: u32,
+    pub partitions_total: u32,
+    pub bytes: u64,
+    pub keys: u64,
+}
+
+const META_INCARNATION: &str = "swim/incarnation";
+const META_LAYOUT: &str = "layout/record";
+const META_SYNCED: &str = "layout/synced_epoch";
+const META_PEERS: &str = "swim/peers";
+const CURSOR_DONE: &[u8] = b"\xff\xffdone";
+
+/// How long an admin join waits for the seed's layout before giving up.
+const JOIN_WAIT: Duration = Duration::from_secs(10);
+
+pub struct Membership {
+    me: NodeId,
+    zone: String,
+    weight: u32,
+    n: u8,
+    max_n: u8,
+    ring: shoal_ring::RingConfig,
+    swim_config: SwimConfig,
+    transfer_config: TransferSection,
+    origin: Instant,
+    swim: Mutex<Swim<NodeMeta>>,
+    record: RwLock<Option<LayoutRecord>>,
+    coordinator: Arc<NodeCoordinator>,
+    transport: Arc<QuicTransport>,
+    contacts: Mutex<BTreeSet<SocketAddr>>,
+    records: watch::Sender<Option<LayoutRecord>>,
+    persisted_incarnation: Mutex<u64>,
+    wake: Notify,
+    stop: watch::Sender<bool>,
+}
+
+fn meta_get<T: serde::de::DeserializeOwned>(store: &RocksStore, key: &str) -> anyhow::Result<Option<T>> {
+    match store.get_meta(key)? {
+        Some(bytes) => Ok(Some(rmp_serde::from_slice(&bytes)?)),
+        None => Ok(None),
+    }
+}
+
+fn meta_put<T: Serialize>(store: &RocksStore, key: &str, value: &T) {
+    let result = rmp_serde::to_vec(value)
+        .map_err(|e| e.to_string())
+        .and_then(|b| store.put_meta(key, &b).map_err(|e| e.to_string()));
+    if let Err(e) = result {
+        error!(key, error = %e, "could not persist node metadata");
+    }
+}
+
+impl Membership {
+    /// Restores this node's incarnation, layout record and known peers, and builds the SWIM core.
+    pub fn start(
+        config: &NodeConfig,
+        coordinator: Arc<NodeCoordinator>,
+        transport: Arc<QuicTransport>,
+    ) -> anyhow::Result<Arc<Membership>> {
+        let me = NodeId::new(config.node.id.clone());
+        let store = coordinator.replica().store().clone();
+        // A restarted node must come back with a higher incarnation than anything it said
+        // before, or its old "alive" would not override the cluster's "dead".
+        let incarnation = meta_get::<u64>(&store, META_INCARNATION)?.map_or(1, |i| i + 1);
+        meta_put(&store, META_INCARNATION, &incarnation);
+        let ring = shoal_ring::RingConfig {
+            partitions: config.cluster.partitions,
+            tokens_per_weight: config.cluster.tokens_per_weight,
+        };
+        let mut record: Option<LayoutRecord> = meta_get(&store, META_LAYOUT)?;
+        if !config.cluster.members.is_empty() {
+            let members = config
+                .cluster
+                .members
+                .iter()
+                .map(|m| Member {
+                    id: NodeId::new(m.id.clone()),
+                    zone: m.zone.clone(),
+                    weight: m.weight,
+                })
+                .collect();
+            let boot = LayoutRecord::bootstrap(members, ring)?;
+            match record.as_mut() {
+                Some(r) => {
+                    r.merge(&boot)?;
+                }
+                None => record = Some(boot),
+            }
+        }
+        if let Some(r) = &record {
+            anyhow::ensure!(
+                r.config == ring,
+                "the data directory holds a layout with ring config {:?}, but this node is configured with {:?}",
+                r.config,
+                ring
+            );
+        }
+        let synced_epoch = meta_get::<u64>(&store, META_SYNCED)?.unwrap_or(0);
+        let meta = NodeMeta {
+            peer: config.listen.peer,
+            http: config.listen.http,
+            quic: config.listen.quic,
+            zone: config.node.zone.clone(),
+            weight: config.node.weight,
+            seen_epoch: record.as_ref().map_or(0, |r| r.epoch),
+            synced_epoch,
+            transfer: None,
+        };
+        let mut swim = Swim::new(
+            me.clone(),
+            meta,
+            incarnation,
+            config.swim_config(),
+            rand::random(),
+            Duration::ZERO,
+        );
+        if let Some(r) = &record {
+            swim.set_user_state(rmp_serde::to_vec(r)?);
+            coordinator.set_placement(Some(r.placement()?));
+        }
+        let mut contacts: BTreeSet<SocketAddr> = meta_get::<Vec<SocketAddr>>(&store, META_PEERS)?
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        contacts.extend(
+            config
+                .cluster
+                .members
+                .iter()
+                .filter(|m| m.id != me.as_str())
+                .map(|m| m.peer),
+        );
+        contacts.extend(config.cluster.seeds.iter().copied());
+        contacts.remove(&config.listen.peer);
+        let (records, _) = watch::channel(record.clone());
+        let (stop, _) = watch::channel(false);
+        let m = Arc::new(Membership {
+            me,
+            zone: config.node.zone.clone(),
+            weight: config.node.weight,
+            n: config.requests.n,
+            max_n: config.requests.max_n,
+            ring,
+            swim_config: config.swim_config(),
+            transfer_config: config.transfer.clone(),
+            origin: Instant::now(),
+            swim: Mutex::new(swim),
+            record: RwLock::new(record),
+            coordinator,
+            transport,
+            contacts: Mutex::new(contacts),
+            records,
+            persisted_incarnation: Mutex::new(incarnation),
+            wake: Notify::new(),
+            stop,
+        });
+        metrics::gauge!("shoal_layout_epoch").set(m.record.read().as_ref().map_or(0, |r| r.epoch) as f64);
+        tokio::spawn(m.clone().drive());
+        tokio::spawn(m.clone().follow_layout());
+        Ok(m)
+    }
+
+    fn now(&self) -> Duration {
+        self.origin.elapsed()
+    }
+
+    fn store(&self) -> &Arc<RocksStore> {
+        self.coordinator.replica().store()
+    }
+
+    /// Resolves once this node has left the cluster and should stop.
+    pub async fn stopped(&self) {
+        let mut rx = self.stop.subscribe();
+        let _ = rx.wait_for(|s| *s).await;
+    }
+
+    /// A SWIM message from a peer.
+    pub fn handle(self: &Arc<Self>, message: Message<NodeMeta>) {
+        let now = self.now();
+        let outputs = self.swim.lock().handle(message, now);
+        self.process(outputs);
+        // A message can bring a deadline forward (a confirmed suspicion): re-arm the timer.
+        self.wake.notify_one();
+    }
+
+    /// The SWIM timer loop.
+    async fn drive(self: Arc<Self>) {
+        let mut next_contact = Instant::now();
+        let mut next_maintain = Instant::now();
+        loop {
+            let deadline = self.swim.lock().next_deadline();
+            let wait = deadline
+                .saturating_sub(self.now())
+                .clamp(Duration::from_millis(5), Duration::from_millis(200));
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.wake.notified() => {}
+            }
+            let now = self.now();
+            let outputs = self.swim.lock().tick(now);
+            self.process(outputs);
+            if Instant::now() >= next_contact {
+                // Alone (fresh start, or everyone else restarted): knock on every known door.
+                if self.alive_peers() == 0 {
+                    self.contact_all();
+                }
+                next_contact = Instant::now() + Duration::from_secs(2);
+            }
+            if Instant::now() >= next_maintain {
+                self.maintain();
+                next_maintain = Instant::now() + Duration::from_millis(100);
+            }
+        }
+    }
+
+    fn alive_peers(&self) -> usize {
+        let swim = self.swim.lock();
+        swim.members()
+            .filter(|m| *m.id != self.me && m.liveness != Liveness::Dead)
+            .count()
+    }
+
+    fn contact_all(self: &Arc<Self>) {
+        let contacts: Vec<SocketAddr> = self.contacts.lock().iter().copied().collect();
+        for addr in contacts {
+            self.send_join(addr);
+        }
+    }
+
+    fn send_join(self: &Arc<Self>, addr: SocketAddr) {
+        let request = self.swim.lock().join_request(self.now());
+        let (transport, timeout) = (self.transport.clone(), self.swim_config.probe_interval);
+        tokio::spawn(async move {
+            if let Err(e) = transport.call_addr(addr, PeerRequest::Swim(request), timeout).await {
+                debug!(%addr, error = %e, "join request not delivered");
+            }
+        });
+    }
+
+    fn process(self: &Arc<Self>, outputs: Vec<Output<NodeMeta>>) {
+        for out in outputs {
+            match out {
+                Output::Send { to, message } => {
+                    let addr = self.swim.lock().member(&to).map(|m| m.meta.peer);
+                    let Some(addr) = addr else { continue };
+                    let (transport, timeout) = (self.transport.clone(), self.swim_config.probe_timeout);
+                    tokio::spawn(async move {
+                        if let Err(e) = transport.call_addr(addr, PeerRequest::Swim(message), timeout).await {
+                            debug!(node = %to, error = %e, "SWIM message not delivered");
+                        }
+                    });
+                }
+                Output::Liveness { id, from, to } => {
+                    let label = liveness_label(to);
+                    metrics::counter!("shoal_swim_transitions_total", "to" => label).increment(1);
+                    match (from, to) {
+                        (None, _) => info!(node = %id, state = label, "member discovered"),
+                        (_, Liveness::Dead) => warn!(node = %id, "member declared dead"),
+                        (_, Liveness::Suspect) => info!(node = %id, "member suspected"),
+                        (Some(f), Liveness::Alive) => info!(node = %id, was = liveness_label(f), "member alive"),
+                    }
+                    self.learn_address(&id);
+                }
+                Output::Meta { id } => self.learn_address(&id),
+                Output::User(bytes) => self.receive_record(&bytes, true),
+                Output::UserState(bytes) => self.receive_record(&bytes, false),
+            }
+        }
+    }
+
+    fn learn_address(&self, id: &NodeId) {
+        if *id == self.me {
+            return;
+        }
+        let addr = self.swim.lock().member(id).map(|m| m.meta.peer);
+        if let Some(addr) = addr {
+            self.transport.set_addr(id.clone(), addr);
+            let mut contacts = self.contacts.lock();
+            if contacts.insert(addr) {
+                let all: Vec<SocketAddr> = contacts.iter().copied().collect();
+                drop(contacts);
+                meta_put(self.store(), META_PEERS, &all);
+            }
+        }
+    }
+
+    fn receive_record(self: &Arc<Self>, bytes: &[u8], broadcast: bool) {
+        match rmp_serde::from_slice::<LayoutRecord>(bytes) {
+            Ok(record) => {
+                if let Err(e) = self.adopt(record) {
+                    error!(error = %e, broadcast, "refused a gossiped layout");
+                }
+            }
+            Err(e) => warn!(error = %e, "undecodable layout record in gossip"),
+        }
+    }
+
+    /// Merges `incoming` into this node's record; if that changed it, switches the placement,
+    /// persists the record and gossips it on.
+    fn adopt(self: &Arc<Self>, incoming: LayoutRecord) -> Result<bool, ChangeError> {
+        let record = {
+            let mut guard = self.record.write();
+            let changed = match guard.as_mut() {
+                Some(r) => r.merge(&incoming)?,
+                None => {
+                    // Before its first record a node only knows its configured ring, which
+                    // the cluster's must match.
+                    let ours = self.ring;
+                    if incoming.config != ours {
+                        return Err(ChangeError::ConfigMismatch {
+                            ours,
+                            theirs: incoming.config,
+                        });
+                    }
+                    *guard = Some(incoming);
+                    true
+                }
+            };
+            if !changed {
+                return Ok(false);
+            }
+            guard.clone().expect("set just above")
+        };
+        let placement = record.placement()?;
+        info!(
+            epoch = record.epoch,
+            layout = placement.current.version(),
+            transition = ?record.next.as_ref().map(|t| format!("{} {}", t.kind, t.node)),
+            "adopted layout"
+        );
+        self.coordinator.set_placement(Some(placement));
+        meta_put(self.store(), META_LAYOUT, &record);
+        metrics::gauge!("shoal_layout_epoch").set(record.epoch as f64);
+        let encoded = rmp_serde::to_vec(&record).expect("a layout record always encodes");
+        let outputs = {
+            let mut swim = self.swim.lock();
+            swim.set_user_state(encoded.clone());
+            swim.broadcast_user(encoded);
+            let mut meta = swim.meta().clone();
+            meta.seen_epoch = record.epoch;
+            swim.set_meta(meta, self.now())
+        };
+        self.process(outputs);
+        self.records.send_replace(Some(record));
+        self.wake.notify_one();
+        Ok(true)
+    }
+
+    /// Commits the change in flight once every node that gains data has streamed it in, and
+    /// keeps the persisted incarnation and the gauges current.
+    fn maintain(self: &Arc<Self>) {
+        let incarnation = self.swim.lock().incarnation();
+        {
+            let mut persisted = self.persisted_incarnation.lock();
+            if incarnation > *persisted {
+                meta_put(self.store(), META_INCARNATION, &incarnation);
+                *persisted = incarnation;
+            }
+        }
+        let record = self.record.read().clone();
+        if let Some(record) = record.filter(|r| r.next.is_some()) {
+            if self.gainers_synced(&record) {
+                if let Some(commit) = record.commit() {
+                    info!(
+                        epoch = commit.epoch,
+                        "every gaining node has synced: committing the layout change"
+                    );
+                    if let Err(e) = self.adopt(commit) {
+                        error!(error = %e, "could not commit the layout change");
+                    }
+                }
+            }
+        }
+        let swim = self.swim.lock();
+        for state in [Liveness::Alive, Liveness::Suspect, Liveness::Dead] {
+            let count = swim.members().filter(|m| m.liveness == state).count();
+            metrics::gauge!("shoal_members", "liveness" => liveness_label(state)).set(count as f64);
+        }
+        metrics::gauge!("shoal_swim_local_health").set(swim.local_health() as f64);
+    }
+
+    fn gainers_synced(&self, record: &LayoutRecord) -> bool {
+        let Ok(placement) = record.placement() else {
+            return false;
+        };
+        let Some(next) = placement.next.as_ref() else {
+            return false;
+        };
+        let swim = self.swim.lock();
+        next.members().iter().all(|m| {
+            if moves(&placement.current, next, &m.id, self.max_n).is_empty() {
+                return true;
+            }
+            swim.member(&m.id).is_some_and(|v| v.meta.synced_epoch >= record.epoch)
+        })
+    }
+
+    /// Whether every live node in either layout has adopted `epoch`.
+    fn all_seen(&self, record: &LayoutRecord) -> bool {
+        let swim = self.swim.lock();
+        let seen = swim.members().all(|m| {
+            m.liveness == Liveness::Dead
+                || record.admin_state(m.id) == AdminState::Left
+                || m.meta.seen_epoch >= record.epoch
+        });
+        seen
+    }
+
+    /// Follows layout changes: streams in what this node gains, and drops what it lost.
+    async fn follow_layout(self: Arc<Self>) {
+        let mut rx = self.records.subscribe();
+        let mut last: Option<LayoutRecord> = rx.borrow_and_update().clone();
+        loop {
+            if let Some(record) = last.clone() {
+                if record.next.is_some() {
+                    self.stream_in(&record).await;
+                }
+            }
+            if rx.changed().await.is_err() {
+                return;
+            }
+            let record = rx.borrow_and_update().clone();
+            if let (Some(old), Some(new)) = (&last, &record) {
+                if old.next.is_some() && new.current_epoch > old.current_epoch {
+                    self.clone().after_commit(old.clone(), new.clone());
+                }
+            }
+            last = record;
+        }
+    }
+
+    /// Streams in every partition range this node gains in `record`'s transition.
+    async fn stream_in(self: &Arc<Self>, record: &LayoutRecord) {
+        let epoch = record.epoch;
+        if self.swim.lock().meta().synced_epoch >= epoch {
+            return;
+        }
+        let gains = match record.placement() {
+            Ok(p) => match &p.next {
+                Some(next) => moves(&p.current, next, &self.me, self.max_n),
+                None => return,
+            },
+            Err(e) => {
+                error!(error = %e, "cannot build the layout in flight");
+                return;
+            }
+        };
+        if gains.is_empty() {
+            return;
+        }
+        // Wait until no live coordinator can still be writing to the old owners only: a write
+        // landing on a source behind the cursor would otherwise be missed.
+        while !self.all_seen(record) {
+            if !self.still_in_flight(epoch) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        info!(
+            epoch,
+            partitions = gains.len(),
+            "streaming in the partitions this node gains"
+        );
+        let started = Instant::now();
+        let mut progress = TransferProgress {
+            epoch,
+            partitions_total: gains.len() as u32,
+            ..Default::default()
+        };
+        self.publish_progress(Some(progress.clone()));
+        let mut last_publish = Instant::now();
+        metrics::gauge!("shoal_transfer_partitions_pending").set(gains.len() as f64);
+        // Removing a dead node: ranges whose only holders were that node (objects written with
+        // a replication factor too small to survive it) have no source; they are skipped.
+        let removed = record
+            .next
+            .as_ref()
+            .filter(|t| t.kind == ChangeKind::Remove)
+            .map(|t| t.node.clone());
+        for mv in &gains {
+            if !self
+                .stream_partition(epoch, mv, removed.as_ref(), &mut progress, started)
+                .await
+            {
+                return;
+            }
+            progress.partitions_done += 1;
+            metrics::gauge!("shoal_transfer_partitions_pending")
+                .set(f64::from(progress.partitions_total - progress.partitions_done));
+            if last_publish.elapsed() > Duration::from_secs(1) {
+                self.publish_progress(Some(progress.clone()));
+                last_publish = Instant::now();
+            }
+        }
+        info!(
+            epoch,
+            partitions = progress.partitions_total,
+            keys = progress.keys,
+            bytes = progress.bytes,
+            secs = started.elapsed().as_secs_f64(),
+            "partition transfer done"
+        );
+        meta_put(self.store(), META_SYNCED, &epoch);
+        let outputs = {
+            let mut swim = self.swim.lock();
+            let mut meta = swim.meta().clone();
+            meta.synced_epoch = epoch;
+            meta.transfer = Some(progress);
+            swim.set_meta(meta, self.now())
+        };
+        self.process(outputs);
+    }
+
+    fn still_in_flight(&self, epoch: u64) -> bool {
+        self.record.read().as_ref().is_some_and(|r| r.epoch == epoch)
+    }
+
+    fn publish_progress(self: &Arc<Self>, progress: Option<TransferProgress>) {
+        let outputs = {
+            let mut swim = self.swim.lock();
+            let mut meta = swim.meta().clone();
+            meta.transfer = progress;
+            swim.set_meta(meta, self.now())
+        };
+        self.process(outputs);
+    }
+
+    /// Streams one partition range, resuming from the persisted cursor. Returns false if the
+    /// transition was superseded or committed meanwhile.
+    async fn stream_partition(
+        self: &Arc<Self>,
+        epoch: u64,
+        mv: &Move,
+        removed: Option<&NodeId>,
+        progress: &mut TransferProgress,
+        started: Instant,
+    ) -> bool {
+        let cursor_key = format!("transfer/{epoch}/{}", mv.partition);
+        let mut from: Vec<u8> = match self.store().get_meta(&cursor_key) {
+            Ok(Some(c)) if c == CURSOR_DONE => return true,
+            Ok(Some(c)) => c,
+            Ok(None) => Vec::new(),
+            Err(e) => {
+                error!(error = %e, "reading a transfer cursor");
+                Vec::new()
+            }
+        };
+        let rate = self.transfer_config.max_mb_per_sec * 1e6;
+        let mut attempt = 0usize;
+        loop {
+            if !self.still_in_flight(epoch) {
+                return false;
+            }
+            let source = {
+                let swim = self.swim.lock();
+                mv.sources
+                    .iter()
+                    .filter(|s| swim.member(s).is_some_and(|m| m.liveness != Liveness::Dead))
+                    .nth(attempt % mv.sources.len().max(1))
+                    .cloned()
+            };
+            let Some(source) = source else {
+                if removed.is_some_and(|r| mv.sources.iter().all(|s| s == r)) {
+                    warn!(
+                        partition = mv.partition,
+                        n_min = mv.n_min,
+                        n_max = mv.n_max,
+                        "only the removed node held these objects (their n was too small to survive it); skipping"
+                    );
+                    metrics::counter!("shoal_transfer_ranges_lost_total").increment(1);
+                    return true;
+                }
+                warn!(
+                    partition = mv.partition,
+                    "no live node holds this partition range yet; waiting"
+                );
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            };
+            let request = PeerRequest::Fetch {
+                partition: mv.partition,
+                from: Bytes::from(from.clone()),
+                n_min: mv.n_min,
+                n_max: mv.n_max,
+                max_bytes: self.transfer_config.chunk_bytes.min(u32::MAX as usize) as u32,
+            };
+            match self.transport.call(&source, request, Duration::from_secs(30)).await {
+                Ok(PeerResponse::Chunk { objects, resume }) => {
+                    let bytes: u64 = objects.iter().map(|(k, o)| (k.len() + o.payload_len()) as u64).sum();
+                    let keys = objects.len() as u64;
+                    let replica = self.coordinator.replica().clone();
+                    let partition = mv.partition;
+                    let applied = tokio::task::spawn_blocking(move || {
+                        for (key, object) in &objects {
+                            object.siblings.validate().map_err(|e| e.to_string())?;
+                            replica.apply(partition, key, object).map_err(|e| e.to_string())?;
+                        }
+                        Ok::<_, String>(())
+                    })
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r);
+                    if let Err(e) = applied {
+                        error!(partition, error = %e, "could not store a transferred chunk; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                    progress.bytes += bytes;
+                    progress.keys += keys;
+                    metrics::counter!("shoal_transfer_received_bytes_total").increment(bytes);
+                    metrics::counter!("shoal_transfer_received_keys_total").increment(keys);
+                    let done = resume.is_none();
+                    from = resume.map(|r| r.to_vec()).unwrap_or_default();
+                    let cursor: &[u8] = if done { CURSOR_DONE } else { &from };
+                    if let Err(e) = self.store().put_meta(&cursor_key, cursor) {
+                        error!(error = %e, "persisting a transfer cursor");
+                    }
+                    // Throttle: never run ahead of max_mb_per_sec averaged over the transfer.
+                    let due = Duration::from_secs_f64(progress.bytes as f64 / rate);
+                    let elapsed = started.elapsed();
+                    if due > elapsed {
+                        tokio::time::sleep(due - elapsed).await;
+                    }
+                    if done {
+                        return true;
+                    }
+                }
+                Ok(other) => {
+                    warn!(%source, partition = mv.partition, response = ?other, "transfer source refused");
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => {
+                    warn!(%source, partition = mv.partition, error = %e, "transfer source unreachable");
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+
+    /// After a commit: wait out the drop delay, drop what this node no longer holds, and stop
+    /// if it has left.
+    fn after_commit(self: Arc<Self>, old: LayoutRecord, new: LayoutRecord) {
+        tokio::spawn(async move {
+            let (Ok(old_p), Ok(new_p)) = (old.placement(), new.placement()) else {
+                return;
+            };
+            self.publish_progress(None);
+            let drops = moves(&new_p.current, &old_p.current, &self.me, self.max_n);
+            let leaving = !new.in_current(&self.me) && old.in_current(&self.me);
+            if drops.is_empty() && !leaving {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(self.transfer_config.drop_delay_ms)).await;
+            let replica = self.coordinator.replica().clone();
+            let dropped = tokio::task::spawn_blocking(move || {
+                let mut total = 0;
+                for mv in drops {
+                    match replica.drop_range(mv.partition, mv.n_min, mv.n_max) {
+                        Ok(n) => total += n,
+                        Err(e) => error!(partition = mv.partition, error = %e, "dropping a partition range"),
+                    }
+                }
+                total
+            })
+            .await
+            .unwrap_or(0);
+            info!(
+                keys = dropped,
+                epoch = new.epoch,
+                "dropped data this node no longer owns"
+            );
+            if leaving {
+                info!("this node has left the cluster; stopping");
+                self.stop.send_replace(true);
+            }
+        });
+    }
+
+    /// `shoal admin join SEED`: learn the cluster from `seed`, then propose adding this node.
+    pub async fn join(self: &Arc<Self>, seed: SocketAddr) -> Result<LayoutRecord, String> {
+        self.contacts.lock().insert(seed);
+        let deadline = Instant::now() + JOIN_WAIT;
+        loop {
+            if self.record.read().is_some() && self.alive_peers() > 0 {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "no answer with a cluster layout from {seed} within {JOIN_WAIT:?}"
+                ));
+            }
+            self.send_join(seed);
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let me = Member {
+            id: self.me.clone(),
+            zone: self.zone.clone(),
+            weight: self.weight,
+        };
+        self.propose(Change::Join(me))
+    }
+
+    /// `shoal admin leave`: decommission this node.
+    pub fn leave(self: &Arc<Self>) -> Result<LayoutRecord, String> {
+        self.propose(Change::Leave(self.me.clone()))
+    }
+
+    /// `shoal admin remove NODE`: take a dead node out of the layout.
+    pub fn remove(self: &Arc<Self>, node: NodeId) -> Result<LayoutRecord, String> {
+        let liveness = self.swim.lock().member(&node).map(|m| m.liveness);
+        let in_layout = self.record.read().as_ref().is_some_and(|r| r.in_current(&node));
+        match liveness {
+            Some(Liveness::Dead) => self.propose(Change::Remove(node)),
+            // Not a member: let the layout say so.
+            None if !in_layout => self.propose(Change::Remove(node)),
+            // A layout member nobody has heard from since this node started (it died while the
+            // cluster was down): once a full suspicion timeout has passed, it is as good as dead.
+            None if self.now() > self.never_heard_grace() => self.propose(Change::Remove(node)),
+            None => Err(format!(
+                "SWIM on this node has not heard from {node} since it started {:.0} s ago; it can be removed once \
+                 {:.0} s have passed without a word from it",
+                self.now().as_secs_f64(),
+                self.never_heard_grace().as_secs_f64()
+            )),
+            Some(l) => Err(format!(
+                "node {node} is {}; only a dead node can be removed (decommission a live node with `shoal admin leave` on it)",
+                liveness_label(l)
+            )),
+        }
+    }
+
+    /// How long this node must have run without hearing from a layout member before treating
+    /// it as dead: Lifeguard's longest suspicion timeout for the current cluster size.
+    fn never_heard_grace(&self) -> Duration {
+        let n = self.record.read().as_ref().map_or(1, |r| r.current.len());
+        self.swim_config.suspicion_bounds(n).1 + self.swim_config.probe_interval
+    }
+
+    fn propose(self: &Arc<Self>, change: Change) -> Result<LayoutRecord, String> {
+        let current = self
+            .record
+            .read()
+            .clone()
+            .ok_or("this node has no cluster layout yet; join it to a cluster first")?;
+        let proposed = current.propose(change, self.n as usize).map_err(|e| e.to_string())?;
+        self.adopt(proposed.clone()).map_err(|e| e.to_string())?;
+        info!(epoch = proposed.epoch, transition = ?proposed.next, "proposed a layout change");
+        Ok(proposed)
+    }
+
+    pub fn record(&self) -> Option<LayoutRecord> {
+        self.record.read().clone()
+    }
+
+    /// Members for `GET /v1/admin/status`: everyone SWIM knows, and every layout member.
+    pub fn members(&self) -> Vec<MemberStatus> {
+        let record = self.record();
+        let swim = self.swim.lock();
+        let mut ids: BTreeSet<NodeId> = swim.members().map(|m| m.id.clone()).collect();
+        if let Some(r) = &record {
+            ids.extend(r.current.iter().map(|m| m.id.clone()));
+            ids.extend(r.next.iter().flat_map(|t| t.members.iter().map(|m| m.id.clone())));
+        }
+        ids.into_iter()
+            .map(|id| {
+                let view = swim.member(&id);
+                let member = record.as_ref().and_then(|r| {
+                    r.current
+                        .iter()
+                        .chain(r.next.iter().flat_map(|t| t.members.iter()))
+                        .find(|m| m.id == id)
+                        .cloned()
+                });
+                MemberStatus {
+                    admin_state: record.as_ref().map_or(AdminState::Left, |r| r.admin_state(&id)),
+                    liveness: view.as_ref().map(|v| v.liveness),
+                    incarnation: view.as_ref().map(|v| v.incarnation),
+                    meta: view.as_ref().map(|v| v.meta.clone()),
+                    member,
+                    id,
+                }
+            })
+            .collect()
+    }
+
+    pub fn local_health(&self) -> u32 {
+        self.swim.lock().local_health()
+    }
+}
+
+pub struct MemberStatus {
+    pub id: NodeId,
+    pub admin_state: AdminState,
+    /// `None` when SWIM has never heard of the node.
+    pub liveness: Option<Liveness>,
+    pub incarnation: Option<u64>,
+    pub meta: Option<NodeMeta>,
+    pub member: Option<Member>,
+}
+
+pub fn liveness_label(l: Liveness) -> &'static str {
+    match l {
+        Liveness::Alive => "alive",
+        Liveness::Suspect => "suspect",
+        Liveness::Dead => "dead",
+    }
+}
