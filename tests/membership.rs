@@ -363,3 +363,80 @@ async fn a_join_streams_about_its_share_of_the_data() {
         "n4 streamed only {ratio:.3}× its share: it cannot own what it should"
     );
 }
+
+/// A transfer interrupted by `kill -9` of the joining node resumes from its persisted cursors
+/// after a restart, instead of streaming everything again, and the join still completes.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_interrupted_transfer_resumes_after_kill9() {
+    // 100 kB/s: the joiner's ~475 kB share takes about 5 s, long enough to interrupt.
+    let slow = format!("{FAST}max_mb_per_sec = 0.1\n");
+    let mut cluster = TestCluster::start_with(4, 3, &slow);
+    let http = http();
+    let (keys, value_len) = (3000usize, 200usize);
+    let mut logical = 0usize;
+    for i in 0..keys {
+        let key = format!("resume-{i:05}");
+        logical += key.len() + value_len;
+        let resp = http
+            .put(cluster.kv(i % 3, &key, "n=3&w=3"))
+            .body(vec![b'r'; value_len])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    }
+    cluster.spawn(3);
+    cluster.wait_ready(3);
+    let seed = cluster.nodes[0].peer.to_string();
+    admin(&cluster, 3, &["join", &seed, "--no-wait"]).await;
+    // Interrupt once a good part, but not all, has arrived.
+    let progressed = eventually(Duration::from_secs(30), || async {
+        let metrics = cluster.metrics(3).await;
+        let bytes: f64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("shoal_transfer_received_bytes_total "))?
+            .trim()
+            .parse()
+            .ok()?;
+        (bytes > 100_000.0).then_some(bytes)
+    })
+    .await
+    .expect("the joining node never started streaming");
+    cluster.kill9(3);
+    eprintln!("killed n4 after it had streamed {progressed} bytes");
+    cluster.spawn(3);
+    cluster.wait_ready(3);
+    let committed = eventually(Duration::from_secs(60), || async {
+        let s = cluster.status(0).await?;
+        (s["layout"]["transition"].is_null() && s["layout"]["epoch"].as_u64()? >= 3).then_some(())
+    })
+    .await;
+    assert!(
+        committed.is_some(),
+        "the join never committed after the restart:\n{}",
+        cluster.log(3)
+    );
+    let after: f64 = cluster
+        .metrics(3)
+        .await
+        .lines()
+        .find_map(|l| l.strip_prefix("shoal_transfer_received_bytes_total "))
+        .map_or(0.0, |v| v.trim().parse().unwrap());
+    let ideal = (logical * 3) as f64 / 4.0;
+    eprintln!(
+        "after the restart n4 streamed {after} more bytes; {progressed} before the kill; its share is about {ideal:.0}"
+    );
+    assert!(
+        after < ideal - progressed * 0.5,
+        "the restarted node streamed {after} bytes: it started over instead of resuming"
+    );
+    // And it serves its share: every key reads back through the new node with r=2.
+    for i in (0..keys).step_by(7) {
+        let resp = http
+            .get(cluster.kv(3, &format!("resume-{i:05}"), "r=2"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "resume-{i:05} unreadable after the join");
+    }
+}
