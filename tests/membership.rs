@@ -342,14 +342,8 @@ async fn a_join_streams_about_its_share_of_the_data() {
     let seed = cluster.nodes[0].peer.to_string();
     let out = admin(&cluster, 3, &["join", &seed]).await;
     assert!(out.contains("done: layout epoch"), "{out}");
-    let metrics = cluster.metrics(3).await;
-    let received: f64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("shoal_transfer_received_bytes_total "))
-        .expect("the joining node reports shoal_transfer_received_bytes_total")
-        .trim()
-        .parse()
-        .unwrap();
+    let received = metric_value(&cluster.metrics(3).await, "shoal_transfer_received_bytes_total")
+        .expect("the joining node reports shoal_transfer_received_bytes_total");
     // Three replicas of every byte, spread over four nodes once n4 is in.
     let ideal = (logical * 3) as f64 / 4.0;
     let ratio = received / ideal;
@@ -391,13 +385,7 @@ async fn an_interrupted_transfer_resumes_after_kill9() {
     admin(&cluster, 3, &["join", &seed, "--no-wait"]).await;
     // Interrupt once a good part, but not all, has arrived.
     let progressed = eventually(Duration::from_secs(30), || async {
-        let metrics = cluster.metrics(3).await;
-        let bytes: f64 = metrics
-            .lines()
-            .find_map(|l| l.strip_prefix("shoal_transfer_received_bytes_total "))?
-            .trim()
-            .parse()
-            .ok()?;
+        let bytes = metric_value(&cluster.metrics(3).await, "shoal_transfer_received_bytes_total")?;
         (bytes > 100_000.0).then_some(bytes)
     })
     .await
@@ -416,12 +404,7 @@ async fn an_interrupted_transfer_resumes_after_kill9() {
         "the join never committed after the restart:\n{}",
         cluster.log(3)
     );
-    let after: f64 = cluster
-        .metrics(3)
-        .await
-        .lines()
-        .find_map(|l| l.strip_prefix("shoal_transfer_received_bytes_total "))
-        .map_or(0.0, |v| v.trim().parse().unwrap());
+    let after = metric_value(&cluster.metrics(3).await, "shoal_transfer_received_bytes_total").unwrap_or(0.0);
     let ideal = (logical * 3) as f64 / 4.0;
     eprintln!(
         "after the restart n4 streamed {after} more bytes; {progressed} before the kill; its share is about {ideal:.0}"

@@ -278,6 +278,13 @@ impl TestCluster {
     }
 }
 
+/// The value of an unlabelled metric in Prometheus text, if present.
+pub fn metric_value(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// The liveness node `id` has in a status answer.
 pub fn liveness_of(status: &serde_json::Value, id: &str) -> Option<String> {
     status["members"]
