@@ -287,6 +287,9 @@ impl NodeConfig {
                 self.node.id
             ));
         }
+        if let Err(e) = self.ring_config().validate() {
+            return bad(format!("cluster.partitions / cluster.tokens_per_weight: {e}"));
+        }
         if let Err(e) = self.swim_config().validate() {
             return bad(e);
         }
@@ -328,6 +331,14 @@ impl NodeConfig {
 
     pub fn peer_addr(&self, id: &str) -> Option<SocketAddr> {
         self.cluster.members.iter().find(|m| m.id == id).map(|m| m.peer)
+    }
+
+    /// The ring shape; every node of a cluster must agree on it.
+    pub fn ring_config(&self) -> shoal_ring::RingConfig {
+        shoal_ring::RingConfig {
+            partitions: self.cluster.partitions,
+            tokens_per_weight: self.cluster.tokens_per_weight,
+        }
     }
 
     pub fn swim_config(&self) -> shoal_membership::SwimConfig {

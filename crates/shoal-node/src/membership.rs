@@ -33,7 +33,7 @@ use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
 use crate::config::{NodeConfig, TransferSection};
-use crate::peer::{NodeCoordinator, PeerRequest, PeerResponse, QuicTransport};
+use crate::peer::{unexpected, NodeCoordinator, PeerRequest, PeerResponse, QuicTransport};
 
 /// What each node gossips about itself in SWIM (memberlist's node meta). Changing it raises
 /// the node's incarnation, so the newest version always wins.
@@ -86,6 +86,9 @@ pub struct Membership {
     transport: Arc<QuicTransport>,
     contacts: Mutex<BTreeSet<SocketAddr>>,
     records: watch::Sender<Option<LayoutRecord>>,
+    /// The nodes that gain data in the change in flight, with the record epoch they were
+    /// worked out for: derived once per adopted record, read by every commit check.
+    gainers: Mutex<(u64, Vec<NodeId>)>,
     persisted_incarnation: Mutex<u64>,
     wake: Notify,
     stop: watch::Sender<bool>,
@@ -120,10 +123,8 @@ impl Membership {
         // before, or its old "alive" would not override the cluster's "dead".
         let incarnation = meta_get::<u64>(&store, META_INCARNATION)?.map_or(1, |i| i + 1);
         meta_put(&store, META_INCARNATION, &incarnation);
-        let ring = shoal_ring::RingConfig {
-            partitions: config.cluster.partitions,
-            tokens_per_weight: config.cluster.tokens_per_weight,
-        };
+        let ring = config.ring_config();
+        let swim_config = config.swim_config();
         let mut record: Option<LayoutRecord> = meta_get(&store, META_LAYOUT)?;
         if !config.cluster.members.is_empty() {
             let members = config
@@ -167,7 +168,7 @@ impl Membership {
             me.clone(),
             meta,
             incarnation,
-            config.swim_config(),
+            swim_config.clone(),
             rand::random(),
             Duration::ZERO,
         );
@@ -198,7 +199,7 @@ impl Membership {
             n: config.requests.n,
             max_n: config.requests.max_n,
             ring,
-            swim_config: config.swim_config(),
+            swim_config,
             transfer_config: config.transfer.clone(),
             origin: Instant::now(),
             swim: Mutex::new(swim),
@@ -207,6 +208,7 @@ impl Membership {
             transport,
             contacts: Mutex::new(contacts),
             records,
+            gainers: Mutex::new((0, Vec::new())),
             persisted_incarnation: Mutex::new(incarnation),
             wake: Notify::new(),
             stop,
@@ -286,10 +288,16 @@ impl Membership {
 
     fn send_join(self: &Arc<Self>, addr: SocketAddr) {
         let request = self.swim.lock().join_request(self.now());
-        let (transport, timeout) = (self.transport.clone(), self.swim_config.probe_interval);
+        self.send_swim(addr, request, self.swim_config.probe_interval);
+    }
+
+    /// Sends one SWIM message without waiting: SWIM treats a message that does not arrive as
+    /// lost, which is all a failed call means to it.
+    fn send_swim(&self, addr: SocketAddr, message: Message<NodeMeta>, timeout: Duration) {
+        let transport = self.transport.clone();
         tokio::spawn(async move {
-            if let Err(e) = transport.call_addr(addr, PeerRequest::Swim(request), timeout).await {
-                debug!(%addr, error = %e, "join request not delivered");
+            if let Err(e) = transport.call_addr(addr, PeerRequest::Swim(message), timeout).await {
+                debug!(%addr, error = %e, "SWIM message not delivered");
             }
         });
     }
@@ -299,13 +307,9 @@ impl Membership {
             match out {
                 Output::Send { to, message } => {
                     let addr = self.swim.lock().member(&to).map(|m| m.meta.peer);
-                    let Some(addr) = addr else { continue };
-                    let (transport, timeout) = (self.transport.clone(), self.swim_config.probe_timeout);
-                    tokio::spawn(async move {
-                        if let Err(e) = transport.call_addr(addr, PeerRequest::Swim(message), timeout).await {
-                            debug!(node = %to, error = %e, "SWIM message not delivered");
-                        }
-                    });
+                    if let Some(addr) = addr {
+                        self.send_swim(addr, message, self.swim_config.probe_timeout);
+                    }
                 }
                 Output::Liveness { id, from, to } => {
                     let label = liveness_label(to);
@@ -355,20 +359,19 @@ impl Membership {
     /// Merges `incoming` into this node's record; if that changed it, switches the placement,
     /// persists the record and gossips it on.
     fn adopt(self: &Arc<Self>, incoming: LayoutRecord) -> Result<bool, ChangeError> {
+        // A stored record always has the configured ring (checked at start), so this one check
+        // covers a node's first record too.
+        if incoming.config != self.ring {
+            return Err(ChangeError::ConfigMismatch {
+                ours: self.ring,
+                theirs: incoming.config,
+            });
+        }
         let record = {
             let mut guard = self.record.write();
             let changed = match guard.as_mut() {
                 Some(r) => r.merge(&incoming)?,
                 None => {
-                    // Before its first record a node only knows its configured ring, which
-                    // the cluster's must match.
-                    let ours = self.ring;
-                    if incoming.config != ours {
-                        return Err(ChangeError::ConfigMismatch {
-                            ours,
-                            theirs: incoming.config,
-                        });
-                    }
                     *guard = Some(incoming);
                     true
                 }
@@ -379,6 +382,16 @@ impl Membership {
             guard.clone().expect("set just above")
         };
         let placement = record.placement()?;
+        let gainers = match &placement.next {
+            Some(next) => next
+                .members()
+                .iter()
+                .filter(|m| !moves(&placement.current, next, &m.id, self.max_n).is_empty())
+                .map(|m| m.id.clone())
+                .collect(),
+            None => Vec::new(),
+        };
+        *self.gainers.lock() = (record.epoch, gainers);
         info!(
             epoch = record.epoch,
             layout = placement.current.version(),
@@ -437,19 +450,16 @@ impl Membership {
     }
 
     fn gainers_synced(&self, record: &LayoutRecord) -> bool {
-        let Ok(placement) = record.placement() else {
+        let gainers = self.gainers.lock();
+        if gainers.0 != record.epoch {
+            // Worked out for another record: adopt is switching them right now.
             return false;
-        };
-        let Some(next) = placement.next.as_ref() else {
-            return false;
-        };
+        }
         let swim = self.swim.lock();
-        next.members().iter().all(|m| {
-            if moves(&placement.current, next, &m.id, self.max_n).is_empty() {
-                return true;
-            }
-            swim.member(&m.id).is_some_and(|v| v.meta.synced_epoch >= record.epoch)
-        })
+        gainers
+            .1
+            .iter()
+            .all(|id| swim.member(id).is_some_and(|v| v.meta.synced_epoch >= record.epoch))
     }
 
     /// Whether every live node in either layout has adopted `epoch`.
@@ -641,8 +651,12 @@ impl Membership {
                 n_max: mv.n_max,
                 max_bytes: self.transfer_config.chunk_bytes.min(u32::MAX as usize) as u32,
             };
-            match self.transport.call(&source, request, Duration::from_secs(30)).await {
-                Ok(PeerResponse::Chunk { objects, resume }) => {
+            let answer = self.transport.call(&source, request, Duration::from_secs(30)).await;
+            match answer.and_then(|r| match r {
+                PeerResponse::Chunk { objects, resume } => Ok((objects, resume)),
+                other => Err(unexpected(other)),
+            }) {
+                Ok((objects, resume)) => {
                     let bytes: u64 = objects.iter().map(|(k, o)| (k.len() + o.payload_len()) as u64).sum();
                     let keys = objects.len() as u64;
                     let replica = self.coordinator.replica().clone();
@@ -682,13 +696,8 @@ impl Membership {
                         return true;
                     }
                 }
-                Ok(other) => {
-                    warn!(%source, partition = mv.partition, response = ?other, "transfer source refused");
-                    attempt += 1;
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
                 Err(e) => {
-                    warn!(%source, partition = mv.partition, error = %e, "transfer source unreachable");
+                    warn!(%source, partition = mv.partition, error = %e, "transfer source failed; trying the next");
                     attempt += 1;
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }

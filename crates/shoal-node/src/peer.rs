@@ -116,7 +116,8 @@ impl QuicTransport {
     }
 }
 
-fn unexpected(r: PeerResponse) -> String {
+/// The reason to report for a peer answer that is not the one asked for.
+pub(crate) fn unexpected(r: PeerResponse) -> String {
     match r {
         PeerResponse::Failed(reason) => reason,
         other => format!("unexpected peer response {other:?}"),
@@ -217,9 +218,11 @@ impl Service for PeerService {
                 let max_bytes = (max_bytes as usize).min(MAX_CHUNK_BYTES);
                 let chunk =
                     tokio::task::spawn_blocking(move || replica.export(partition, &from, n_min, n_max, max_bytes))
-                        .await;
+                        .await
+                        .map_err(|e| e.to_string())
+                        .and_then(|r| r.map_err(|e| e.to_string()));
                 match chunk {
-                    Ok(Ok((objects, resume))) => {
+                    Ok((objects, resume)) => {
                         let objects: Vec<(Bytes, Object)> =
                             objects.into_iter().map(|(k, o)| (Bytes::from(k), o)).collect();
                         let bytes: usize = objects.iter().map(|(k, o)| k.len() + o.payload_len()).sum();
@@ -229,7 +232,6 @@ impl Service for PeerService {
                             resume: resume.map(Bytes::from),
                         }
                     }
-                    Ok(Err(e)) => PeerResponse::Failed(format!("reading partition {partition}: {e}")),
                     Err(e) => PeerResponse::Failed(format!("reading partition {partition}: {e}")),
                 }
             }

@@ -11,7 +11,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 use shoal_coordinator::{Coordinator, CoordinatorConfig, RequestDefaults};
 use shoal_net::{tls, Pool, TransportTuning};
-use shoal_ring::{NodeId, RingConfig};
+use shoal_ring::NodeId;
 use shoal_storage::{Replica, ReplicaLimits, RocksOptions, RocksStore};
 use shoal_version::{ContextCodec, SiblingLimits};
 use tracing::info;
@@ -124,11 +124,6 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
     let metrics = crate::telemetry::install();
     let me = NodeId::new(config.node.id.clone());
 
-    let ring = RingConfig {
-        partitions: config.cluster.partitions,
-        tokens_per_weight: config.cluster.tokens_per_weight,
-    };
-    ring.validate().context("cluster ring configuration")?;
     let db_path = config.node.data_dir.join("db");
     std::fs::create_dir_all(&db_path).with_context(|| format!("creating {}", db_path.display()))?;
     let rocks_opts = RocksOptions {

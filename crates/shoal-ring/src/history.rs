@@ -52,6 +52,16 @@ pub enum Change {
     Remove(NodeId),
 }
 
+impl Change {
+    pub fn kind(&self) -> ChangeKind {
+        match self {
+            Change::Join(_) => ChangeKind::Join,
+            Change::Leave(_) => ChangeKind::Leave,
+            Change::Remove(_) => ChangeKind::Remove,
+        }
+    }
+}
+
 /// A change in flight: the member set the cluster is moving to.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Transition {
@@ -182,12 +192,8 @@ impl LayoutRecord {
             });
         }
         let mut members = self.current.clone();
-        let change_kind = match &change {
-            Change::Join(_) => ChangeKind::Join,
-            Change::Leave(_) => ChangeKind::Leave,
-            Change::Remove(_) => ChangeKind::Remove,
-        };
-        let (kind, node) = match change {
+        let kind = change.kind();
+        let node = match change {
             Change::Join(m) => {
                 if self.in_current(&m.id) {
                     return Err(ChangeError::AlreadyMember { node: m.id });
@@ -195,7 +201,7 @@ impl LayoutRecord {
                 let id = m.id.clone();
                 members.push(m);
                 members.sort();
-                (ChangeKind::Join, id)
+                id
             }
             Change::Leave(id) | Change::Remove(id) => {
                 if !self.in_current(&id) {
@@ -208,7 +214,7 @@ impl LayoutRecord {
                     });
                 }
                 members.retain(|m| m.id != id);
-                (change_kind, id)
+                id
             }
         };
         // Build it once here so a change that cannot make a valid ring is refused up front.
