@@ -318,29 +318,45 @@ async fn refused_changes_say_why() {
     assert!(err.contains("not a member"), "{err}");
 }
 
+/// Writes `keys` keys named `{prefix}-00000`… with n=3 and w=3 (every replica holds them) and
+/// 200-byte values, through the founding nodes in turn. Returns their logical size: key and value
+/// bytes, once each.
+async fn preload(cluster: &TestCluster, prefix: &str, keys: usize) -> usize {
+    const VALUE_LEN: usize = 200;
+    let http = http();
+    let mut logical = 0;
+    for i in 0..keys {
+        let key = format!("{prefix}-{i:05}");
+        logical += key.len() + VALUE_LEN;
+        let resp = http
+            .put(cluster.kv(i % 3, &key, "n=3&w=3"))
+            .body(vec![b'v'; VALUE_LEN])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::NO_CONTENT, "preloading {key}");
+    }
+    logical
+}
+
+/// Starts the prepared node 3 (n4) and asks it to join through n1, with `extra` admin flags.
+async fn start_and_join_n4(cluster: &mut TestCluster, extra: &[&str]) -> String {
+    cluster.spawn(3);
+    cluster.wait_ready(3);
+    let seed = cluster.nodes[0].peer.to_string();
+    let mut args = vec!["join", seed.as_str()];
+    args.extend_from_slice(extra);
+    admin(cluster, 3, &args).await
+}
+
 /// Data moved on join, against the ideal: a node joining S nodes should end up with 1/(S+1) of
 /// the replicas, and stream no more than that. Shoal's target is within 1.2× of ideal.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_join_streams_about_its_share_of_the_data() {
     let mut cluster = TestCluster::start_with(4, 3, FAST);
-    let http = http();
-    let (keys, value_len) = (3000usize, 200usize);
-    let mut logical = 0usize;
-    for i in 0..keys {
-        let key = format!("share-{i:05}");
-        logical += key.len() + value_len;
-        let resp = http
-            .put(cluster.kv(i % 3, &key, "n=3&w=3"))
-            .body(vec![b'v'; value_len])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), StatusCode::NO_CONTENT);
-    }
-    cluster.spawn(3);
-    cluster.wait_ready(3);
-    let seed = cluster.nodes[0].peer.to_string();
-    let out = admin(&cluster, 3, &["join", &seed]).await;
+    let keys = 3000;
+    let logical = preload(&cluster, "share", keys).await;
+    let out = start_and_join_n4(&mut cluster, &[]).await;
     assert!(out.contains("done: layout epoch"), "{out}");
     let received = metric_value(&cluster.metrics(3).await, "shoal_transfer_received_bytes_total")
         .expect("the joining node reports shoal_transfer_received_bytes_total");
@@ -365,24 +381,9 @@ async fn an_interrupted_transfer_resumes_after_kill9() {
     // 100 kB/s: the joiner's ~475 kB share takes about 5 s, long enough to interrupt.
     let slow = format!("{FAST}max_mb_per_sec = 0.1\n");
     let mut cluster = TestCluster::start_with(4, 3, &slow);
-    let http = http();
-    let (keys, value_len) = (3000usize, 200usize);
-    let mut logical = 0usize;
-    for i in 0..keys {
-        let key = format!("resume-{i:05}");
-        logical += key.len() + value_len;
-        let resp = http
-            .put(cluster.kv(i % 3, &key, "n=3&w=3"))
-            .body(vec![b'r'; value_len])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), StatusCode::NO_CONTENT);
-    }
-    cluster.spawn(3);
-    cluster.wait_ready(3);
-    let seed = cluster.nodes[0].peer.to_string();
-    admin(&cluster, 3, &["join", &seed, "--no-wait"]).await;
+    let keys = 3000;
+    let logical = preload(&cluster, "resume", keys).await;
+    start_and_join_n4(&mut cluster, &["--no-wait"]).await;
     // Interrupt once a good part, but not all, has arrived.
     let progressed = eventually(Duration::from_secs(30), || async {
         let bytes = metric_value(&cluster.metrics(3).await, "shoal_transfer_received_bytes_total")?;
@@ -413,7 +414,8 @@ async fn an_interrupted_transfer_resumes_after_kill9() {
         after < ideal - progressed * 0.5,
         "the restarted node streamed {after} bytes: it started over instead of resuming"
     );
-    // And it serves its share: every key reads back through the new node with r=2.
+    // And it serves its share: every seventh key reads back through the new node with r=2.
+    let http = http();
     for i in (0..keys).step_by(7) {
         let resp = http
             .get(cluster.kv(3, &format!("resume-{i:05}"), "r=2"))
