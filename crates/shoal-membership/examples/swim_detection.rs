@@ -141,14 +141,7 @@ fn main() -> ExitCode {
                         r.deaths
                     );
                 }
-                total.probes += r.probes;
-                total.probes_failed += r.probes_failed;
-                total.suspicions += r.suspicions;
-                total.refutations += r.refutations;
-                total.deaths += r.deaths;
-                total.max_health = total.max_health.max(r.max_health);
-                total.messages += r.messages;
-                total.lost += r.lost;
+                total.add(&r);
             }
             Err(e) => {
                 errors += 1;

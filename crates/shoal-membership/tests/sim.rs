@@ -105,13 +105,7 @@ fn no_false_dead_under_loss() {
                 run.lost,
                 run.messages
             );
-            total.probes += run.probes;
-            total.probes_failed += run.probes_failed;
-            total.suspicions += run.suspicions;
-            total.refutations += run.refutations;
-            total.max_health = total.max_health.max(run.max_health);
-            total.messages += run.messages;
-            total.lost += run.lost;
+            total.add(&run);
         });
         println!(
             "no_false_dead_under_loss n={n} seeds={range:?}: {}s at 10% loss each; {} probes, {} failed ({:.3}%), \

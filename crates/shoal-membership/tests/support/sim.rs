@@ -729,6 +729,20 @@ pub struct LossRun {
     pub lost: u64,
 }
 
+impl LossRun {
+    /// Accumulates another run into this total (health is the maximum, the rest sums).
+    pub fn add(&mut self, r: &LossRun) {
+        self.probes += r.probes;
+        self.probes_failed += r.probes_failed;
+        self.suspicions += r.suspicions;
+        self.refutations += r.refutations;
+        self.deaths += r.deaths;
+        self.max_health = self.max_health.max(r.max_health);
+        self.messages += r.messages;
+        self.lost += r.lost;
+    }
+}
+
 /// Bootstraps `n` nodes on a clean network, then runs `duration` at `loss`.
 pub fn measure_false_positives(n: usize, seed: u64, loss: f64, duration: Duration) -> Result<LossRun, String> {
     let mut sim = converged_cluster(SimConfig::lan(n, seed))?;
