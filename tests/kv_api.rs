@@ -159,7 +159,7 @@ async fn quic_client_and_cli_round_trip() {
         n: Some(3),
         w: Some(3),
         r: Some(3),
-        timeout_ms: None,
+        ..Default::default()
     };
     let written = client.put(b"quic-key", "over quic".into(), None, &opts).await.unwrap();
     assert_eq!(written.acks, 3);

@@ -38,6 +38,11 @@ pub struct Workload {
     pub r: Option<u8>,
     pub distribution: KeyDistribution,
     pub seed: u64,
+    /// Offered load in operations per second across all workers (open loop, as wrk2 does):
+    /// each worker starts its operations on a fixed schedule, and latency is measured from
+    /// the scheduled start, so a stall counts against every operation it delays. `None`:
+    /// closed loop, each worker starts its next operation when the last one ends.
+    pub rate: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -148,6 +153,7 @@ pub async fn preload(clients: &[Arc<Client>], w: &Workload) -> Result<(), Client
             w: w.w,
             r: w.r,
             timeout_ms: None,
+            sloppy: None,
         };
         let keys = w.keys;
         tasks.push(tokio::spawn(async move {
@@ -196,7 +202,15 @@ pub async fn run(clients: &[Arc<Client>], w: &Workload, progress: bool) -> Repor
                 w: w.w,
                 r: w.r,
                 timeout_ms: None,
+                sloppy: None,
             };
+            let workers = w.concurrency.max(1) as f64;
+            let every = w
+                .rate
+                .filter(|r| *r > 0.0)
+                .map(|r| Duration::from_secs_f64(workers / r));
+            // Workers' schedules are staggered across one period.
+            let mut next = Instant::now() + every.map_or(Duration::ZERO, |e| e.mul_f64(i as f64 / workers));
             while !shared.done.load(Ordering::Relaxed) {
                 let k = match w.distribution {
                     KeyDistribution::Uniform => rng.gen_range(0..w.keys.max(1)),
@@ -204,7 +218,15 @@ pub async fn run(clients: &[Arc<Client>], w: &Workload, progress: bool) -> Repor
                 };
                 let key = key_name(k);
                 let is_get = rng.gen_bool(w.read_fraction.clamp(0.0, 1.0));
-                let started = Instant::now();
+                let started = match every {
+                    Some(e) => {
+                        tokio::time::sleep_until(next.into()).await;
+                        let scheduled = next;
+                        next += e;
+                        scheduled
+                    }
+                    None => Instant::now(),
+                };
                 let result = if is_get {
                     client.get(&key, &opts).await.map(|r| match r {
                         Read::Found { context, .. } => Some(context),

@@ -43,6 +43,9 @@ pub struct Options {
     pub w: Option<u8>,
     pub r: Option<u8>,
     pub timeout_ms: Option<u32>,
+    /// `Some(false)`: count only the preference list toward W and R (strict quorum, Riak's
+    /// `pw`/`pr`); `Some(true)`: let hinted copies on fallback nodes count (sloppy quorum).
+    pub sloppy: Option<bool>,
 }
 
 /// The answer to a read.
@@ -59,6 +62,8 @@ pub enum Read {
 pub struct Written {
     pub context: String,
     pub acks: u8,
+    /// How many of `acks` were hinted copies on fallback nodes.
+    pub hinted: u8,
     pub siblings: u32,
     pub sibling_warning: bool,
 }
@@ -151,6 +156,7 @@ impl Client {
             n: opts.n,
             r: opts.r,
             timeout_ms: opts.timeout_ms,
+            sloppy: opts.sloppy,
         };
         match self.call(req, opts).await? {
             ClientResponse::Found { context, values } => Ok(Read::Found { context, values }),
@@ -173,6 +179,7 @@ impl Client {
             n: opts.n,
             w: opts.w,
             timeout_ms: opts.timeout_ms,
+            sloppy: opts.sloppy,
         };
         self.written(req, opts).await
     }
@@ -184,6 +191,7 @@ impl Client {
             n: opts.n,
             w: opts.w,
             timeout_ms: opts.timeout_ms,
+            sloppy: opts.sloppy,
         };
         self.written(req, opts).await
     }
@@ -193,11 +201,13 @@ impl Client {
             ClientResponse::Written {
                 context,
                 acks,
+                hinted,
                 siblings,
                 sibling_warning,
             } => Ok(Written {
                 context,
                 acks,
+                hinted,
                 siblings,
                 sibling_warning,
             }),
@@ -255,11 +265,23 @@ async fn http_call(
     req: ClientRequest,
 ) -> Result<ClientResponse, ClientError> {
     let o = |v: Option<u8>| v.map(u32::from);
+    let b = |v: Option<bool>| v.map(u32::from);
     let (method, key, q, context, body) = match req {
-        ClientRequest::Get { key, n, r, timeout_ms } => (
+        ClientRequest::Get {
+            key,
+            n,
+            r,
+            timeout_ms,
+            sloppy,
+        } => (
             "GET",
             key,
-            query(&[("n", o(n)), ("r", o(r)), ("timeout_ms", timeout_ms)]),
+            query(&[
+                ("n", o(n)),
+                ("r", o(r)),
+                ("timeout_ms", timeout_ms),
+                ("sloppy", b(sloppy)),
+            ]),
             None,
             Bytes::new(),
         ),
@@ -270,10 +292,16 @@ async fn http_call(
             n,
             w,
             timeout_ms,
+            sloppy,
         } => (
             "PUT",
             key,
-            query(&[("n", o(n)), ("w", o(w)), ("timeout_ms", timeout_ms)]),
+            query(&[
+                ("n", o(n)),
+                ("w", o(w)),
+                ("timeout_ms", timeout_ms),
+                ("sloppy", b(sloppy)),
+            ]),
             context,
             value,
         ),
@@ -283,10 +311,16 @@ async fn http_call(
             n,
             w,
             timeout_ms,
+            sloppy,
         } => (
             "DELETE",
             key,
-            query(&[("n", o(n)), ("w", o(w)), ("timeout_ms", timeout_ms)]),
+            query(&[
+                ("n", o(n)),
+                ("w", o(w)),
+                ("timeout_ms", timeout_ms),
+                ("sloppy", b(sloppy)),
+            ]),
             context,
             Bytes::new(),
         ),
@@ -315,6 +349,7 @@ async fn http_call(
     };
     let context = header("x-shoal-context");
     let acks = header("x-shoal-acks").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let hinted = header("x-shoal-hinted-acks").and_then(|v| v.parse().ok()).unwrap_or(0);
     let siblings = header("x-shoal-siblings").and_then(|v| v.parse().ok()).unwrap_or(0);
     let warning = header("warning").is_some();
     let body = body_bytes(resp).await?;
@@ -341,6 +376,7 @@ async fn http_call(
         204 => Ok(ClientResponse::Written {
             context: context.ok_or_else(|| ClientError::Protocol("204 without X-Shoal-Context".into()))?,
             acks,
+            hinted,
             siblings,
             sibling_warning: warning,
         }),

@@ -1,14 +1,16 @@
 //! The tokio driver of the quorum core: fan-out to all N replicas, answer at W or R, keep
 //! collecting for read repair.
 
+use std::collections::{HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
+use shoal_handoff::Hints;
 use shoal_ring::{Layout, NodeId, Placement};
 use shoal_storage::{Object, Replica, ReplicaError, Store, Value};
 use shoal_version::{VersionError, VersionVector};
@@ -38,6 +40,24 @@ pub trait Transport: Send + Sync + 'static {
         key: Bytes,
         timeout: Duration,
     ) -> TransportFuture<Result<Option<Object>, String>>;
+    /// Sloppy quorum: ask `node`, beyond the preference list, to keep `object` as a hint for
+    /// `owner`, which is down, and hand it over when `owner` is back.
+    fn hinted_put(
+        &self,
+        node: &NodeId,
+        owner: &NodeId,
+        key: Bytes,
+        object: Arc<Object>,
+        timeout: Duration,
+    ) -> TransportFuture<Result<(), String>>;
+    /// Sloppy quorum: read the hint `node` keeps of `key` for `owner`.
+    fn hinted_get(
+        &self,
+        node: &NodeId,
+        owner: &NodeId,
+        key: Bytes,
+        timeout: Duration,
+    ) -> TransportFuture<Result<Option<Object>, String>>;
     /// Ask `node` to coordinate a write. The outer `Err` means it could not be reached.
     fn forward_put(
         &self,
@@ -60,12 +80,20 @@ pub struct PutRequest {
     pub timeout_ms: Option<u32>,
     /// Set when a non-replica passed the write on, so a layout disagreement cannot loop.
     pub forwarded: bool,
+    /// Whether hinted copies on fallback nodes count toward W (Dynamo's sloppy quorum);
+    /// `Some(false)` counts only the preference list (Riak's `pw = w`). `None`: the node's
+    /// `requests.sloppy_quorum`.
+    #[serde(default)]
+    pub sloppy: Option<bool>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct PutResponse {
     pub context: VersionVector,
     pub acks: u8,
+    /// How many of `acks` were hinted copies on fallback nodes standing in for down replicas.
+    #[serde(default)]
+    pub hinted: u8,
     pub siblings: u32,
     /// More siblings than the warning threshold: the application should resolve them.
     pub sibling_warning: bool,
@@ -77,6 +105,9 @@ pub struct GetRequest {
     pub n: Option<u8>,
     pub r: Option<u8>,
     pub timeout_ms: Option<u32>,
+    /// Whether fallback nodes' hints may answer for down replicas; see [`PutRequest::sloppy`].
+    #[serde(default)]
+    pub sloppy: Option<bool>,
 }
 
 #[derive(Clone, Debug)]
@@ -84,6 +115,8 @@ pub struct GetResponse {
     /// The merge of the replies that made the quorum; `None` if none of them had the key.
     pub object: Option<Object>,
     pub replies: u8,
+    /// How many of `replies` came from fallback nodes' hints.
+    pub hinted: u8,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -149,6 +182,8 @@ pub struct CoordinatorConfig {
     pub max_timeout: Duration,
     pub read_repair: bool,
     pub storage: StorageExecution,
+    /// The default for [`PutRequest::sloppy`] and [`GetRequest::sloppy`].
+    pub sloppy_quorum: bool,
 }
 
 impl Default for CoordinatorConfig {
@@ -159,14 +194,23 @@ impl Default for CoordinatorConfig {
             max_timeout: Duration::from_secs(60),
             read_repair: true,
             storage: StorageExecution::Inline,
+            sloppy_quorum: true,
         }
     }
 }
 
 const NO_REPLY: &str = "no reply before the deadline";
 
+/// Which nodes the coordinator should not wait for: SWIM's view of who is down.
+pub trait Health: Send + Sync {
+    fn is_down(&self, node: &NodeId) -> bool;
+}
+
 pub struct Coordinator<S: Store, T: Transport> {
     me: NodeId,
+    health: OnceLock<Arc<dyn Health>>,
+    /// Hints this node keeps for down replicas, when it stands in for them.
+    hints: Option<Arc<Hints<S>>>,
     /// `None` until this node belongs to a cluster (a fresh node waiting for `admin join`).
     placement: RwLock<Option<Arc<Placement>>>,
     replica: Arc<Replica<S>>,
@@ -229,11 +273,53 @@ impl<S: Store, T: Transport> Coordinator<S, T> {
     ) -> Self {
         Self {
             me,
+            health: OnceLock::new(),
+            hints: None,
             placement: RwLock::new(placement.map(Arc::new)),
             replica,
             transport,
             config,
         }
+    }
+
+    /// Keep hints for other nodes in `hints` (without it, this node refuses to stand in).
+    pub fn with_hints(mut self, hints: Arc<Hints<S>>) -> Self {
+        self.hints = Some(hints);
+        self
+    }
+
+    /// Where the coordinator learns who is down (set once, by membership).
+    pub fn set_health(&self, health: Arc<dyn Health>) {
+        let _ = self.health.set(health);
+    }
+
+    fn is_down(&self, node: &NodeId) -> bool {
+        self.health.get().is_some_and(|h| h.is_down(node))
+    }
+
+    pub fn hints(&self) -> Option<&Arc<Hints<S>>> {
+        self.hints.as_ref()
+    }
+
+    /// The nodes that may stand in for down members of `pref`, in the ring's fallback order,
+    /// skipping those known to be down (empty when the request is strict).
+    fn fallbacks(
+        &self,
+        layout: &Layout,
+        partition: u32,
+        pref: &[NodeId],
+        skip: &[NodeId],
+        sloppy: bool,
+    ) -> VecDeque<NodeId> {
+        if !sloppy {
+            return VecDeque::new();
+        }
+        layout
+            .walk(partition)
+            .iter()
+            .filter(|x| !pref.contains(x) && !skip.contains(x) && **x != self.me && !self.is_down(x))
+            .cloned()
+            .collect()
     }
 
     pub fn me(&self) -> &NodeId {
@@ -342,6 +428,7 @@ impl<S: Store, T: Transport> Coordinator<S, T> {
         let response = |acks: usize| PutResponse {
             context: context.clone(),
             acks: acks as u8,
+            hinted: 0,
             siblings: outcome.siblings as u32,
             sibling_warning: outcome.warn,
         };
@@ -358,33 +445,45 @@ impl<S: Store, T: Transport> Coordinator<S, T> {
         let mut current = QuorumTracker::new(w as usize, pref.clone());
         let mut next =
             (!next_pref.is_empty()).then(|| QuorumTracker::new((w as usize).min(next_pref.len()), next_pref.clone()));
-        let targets: Vec<NodeId> = pref.iter().chain(extra.iter()).cloned().collect();
-        let mut answered = 1;
+        let sloppy = req.sloppy.unwrap_or(self.config.sloppy_quorum);
+        let mut fallbacks = self.fallbacks(layout, partition, &pref, &extra, sloppy);
         current.ack(self.me.clone());
         if let Some(t) = next.as_mut() {
             t.ack(self.me.clone());
         }
         let shared = Arc::new(object);
-        let (tx, mut rx) = mpsc::channel(targets.len());
-        for node in targets.iter().filter(|p| **p != self.me) {
-            let (tx, node, transport, shared, key) = (
-                tx.clone(),
-                node.clone(),
-                self.transport.clone(),
-                shared.clone(),
-                req.key.clone(),
-            );
+        // Every send reports (the node it went to, the replica it stands for, the result).
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let send = |node: NodeId, owner: Option<NodeId>| {
+            let (tx, transport, shared, key) = (tx.clone(), self.transport.clone(), shared.clone(), req.key.clone());
             // Dynamo: send to all N, answer at W. The stragglers' writes still land.
             tokio::spawn(async move {
-                let result = transport.replica_put(&node, key, shared, timeout).await;
-                let _ = tx.send((node, result)).await;
+                let result = match &owner {
+                    None => transport.replica_put(&node, key, shared, timeout).await,
+                    Some(o) => transport.hinted_put(&node, o, key, shared, timeout).await,
+                };
+                let _ = tx.send((node, owner, result));
             });
+        };
+        let mut outstanding = 0usize;
+        for node in pref.iter().chain(extra.iter()).filter(|p| **p != self.me) {
+            // A replica SWIM already knows is down gets a stand-in at once (sloppy quorum).
+            let stand_in = (pref.contains(node) && self.is_down(node))
+                .then(|| fallbacks.pop_front())
+                .flatten();
+            match stand_in {
+                Some(f) => send(f, Some(node.clone())),
+                None => send(node.clone(), None),
+            }
+            outstanding += 1;
         }
-        drop(tx);
+        // `tx` stays alive for the stand-ins sent later; `outstanding` says when all answered.
         let failed = |current: &QuorumTracker<NodeId>, next: &Option<QuorumTracker<NodeId>>| match next {
             Some(t) if current.progress() == Progress::Reached => unavailable("put", t),
             _ => unavailable("put", current),
         };
+        // The replicas whose first ack came through a hint.
+        let mut via_hint: HashSet<NodeId> = HashSet::new();
         loop {
             let reached = |t: &QuorumTracker<NodeId>| t.progress() == Progress::Reached;
             if reached(&current) && next.as_ref().is_none_or(reached) {
@@ -392,28 +491,47 @@ impl<S: Store, T: Transport> Coordinator<S, T> {
                 if let Some(t) = &next {
                     acked.extend(t.acked().iter().filter(|id| !current.acked().contains(id)));
                 }
-                return Ok(response(acked.len()));
+                let hinted = acked.iter().filter(|id| via_hint.contains(**id)).count();
+                if hinted > 0 {
+                    metrics::counter!("shoal_hinted_writes_total").increment(1);
+                }
+                let mut r = response(acked.len());
+                r.hinted = hinted as u8;
+                return Ok(r);
             }
             // Once W is out of reach, still wait (until the deadline) for the replicas that
             // have not answered: the error must say exactly which replicas hold the write.
-            if answered >= targets.len() {
+            if outstanding == 0 {
                 return Err(failed(&current, &next));
             }
             match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some((node, result))) => {
-                    answered += 1;
+                Ok(Some((node, owner, result))) => {
+                    outstanding -= 1;
+                    let slot = owner.clone().unwrap_or_else(|| node.clone());
                     match result {
                         Ok(()) => {
-                            current.ack(node.clone());
+                            if owner.is_some() && !current.acked().contains(&slot) {
+                                via_hint.insert(slot.clone());
+                            }
+                            current.ack(slot.clone());
                             if let Some(t) = next.as_mut() {
-                                t.ack(node);
+                                t.ack(slot);
                             }
                         }
                         Err(reason) => {
                             debug!(%node, %reason, "replica put failed");
-                            current.fail(node.clone(), reason.clone());
+                            // A primary that failed (or whose stand-in failed) gets the next
+                            // fallback, if any is left.
+                            if pref.contains(&slot) {
+                                if let Some(f) = fallbacks.pop_front() {
+                                    send(f, Some(slot));
+                                    outstanding += 1;
+                                    continue;
+                                }
+                            }
+                            current.fail(slot.clone(), reason.clone());
                             if let Some(t) = next.as_mut() {
-                                t.fail(node, reason);
+                                t.fail(slot, reason);
                             }
                         }
                     }
@@ -432,7 +550,9 @@ impl<S: Store, T: Transport> Coordinator<S, T> {
     ) -> Result<PutResponse, CoordError> {
         req.forwarded = true;
         let mut failed = Vec::new();
-        for node in pref {
+        // Replicas SWIM knows are down go last: reaching one would only use up the deadline.
+        let (up, down): (Vec<NodeId>, Vec<NodeId>) = pref.into_iter().partition(|p| !self.is_down(p));
+        for node in up.into_iter().chain(down) {
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
                 failed.push(FailedReplica {
@@ -468,44 +588,77 @@ impl<S: Store, T: Transport> Coordinator<S, T> {
         let partition = layout.partition_of(&req.key);
         let pref: Vec<NodeId> = layout.preference_list(partition, n as usize).to_vec();
 
-        let (tx, mut rx) = mpsc::channel(pref.len());
-        for node in &pref {
-            let (tx, node, key) = (tx.clone(), node.clone(), req.key.clone());
+        let sloppy = req.sloppy.unwrap_or(self.config.sloppy_quorum);
+        let mut fallbacks = self.fallbacks(layout, partition, &pref, &[], sloppy);
+        // Every read reports (the node asked, the replica it stands for, the result).
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let send = |node: NodeId, owner: Option<NodeId>| {
+            let (tx, key) = (tx.clone(), req.key.clone());
             if node == self.me {
                 let this = self.clone();
                 tokio::spawn(async move {
                     let result = this.read_local(key).await;
-                    let _ = tx.send((node, result)).await;
+                    let _ = tx.send((node, owner, result));
                 });
             } else {
                 let transport = self.transport.clone();
                 tokio::spawn(async move {
-                    let result = transport.replica_get(&node, key, timeout).await;
-                    let _ = tx.send((node, result)).await;
+                    let result = match &owner {
+                        None => transport.replica_get(&node, key, timeout).await,
+                        Some(o) => transport.hinted_get(&node, o, key, timeout).await,
+                    };
+                    let _ = tx.send((node, owner, result));
                 });
             }
+        };
+        let mut outstanding = 0usize;
+        for node in &pref {
+            let stand_in = (*node != self.me && self.is_down(node))
+                .then(|| fallbacks.pop_front())
+                .flatten();
+            match stand_in {
+                Some(f) => send(f, Some(node.clone())),
+                None => send(node.clone(), None),
+            }
+            outstanding += 1;
         }
-        drop(tx);
 
         let mut tracker = QuorumTracker::new(r as usize, pref.clone());
+        // Direct replies only: read repair writes to replicas, never to a stand-in's hints.
         let mut replies: Vec<(NodeId, Option<Object>)> = Vec::with_capacity(pref.len());
         let mut merged: Option<Object> = None;
+        let mut via_hint = 0usize;
         loop {
             if tracker.progress() == Progress::Reached {
                 break;
             }
-            if tracker.all_answered() {
+            if outstanding == 0 {
                 return Err(unavailable("get", &tracker));
             }
             match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some((node, Ok(obj)))) => {
-                    merge_into(&mut merged, obj.as_ref());
-                    replies.push((node.clone(), obj));
-                    tracker.ack(node);
-                }
-                Ok(Some((node, Err(reason)))) => {
-                    debug!(%node, %reason, "replica get failed");
-                    tracker.fail(node, reason);
+                Ok(Some((node, owner, result))) => {
+                    outstanding -= 1;
+                    let slot = owner.clone().unwrap_or_else(|| node.clone());
+                    match result {
+                        Ok(obj) => {
+                            merge_into(&mut merged, obj.as_ref());
+                            if owner.is_none() {
+                                replies.push((node, obj));
+                            } else if !tracker.acked().contains(&slot) {
+                                via_hint += 1;
+                            }
+                            tracker.ack(slot);
+                        }
+                        Err(reason) => {
+                            debug!(%node, %reason, "replica get failed");
+                            if let Some(f) = fallbacks.pop_front() {
+                                send(f, Some(slot));
+                                outstanding += 1;
+                                continue;
+                            }
+                            tracker.fail(slot, reason);
+                        }
+                    }
                 }
                 Ok(None) | Err(_) => return Err(unavailable("get", &tracker)),
             }
@@ -513,16 +666,24 @@ impl<S: Store, T: Transport> Coordinator<S, T> {
         let answer = GetResponse {
             object: merged.clone(),
             replies: tracker.acked().len() as u8,
+            hinted: via_hint as u8,
         };
+        drop(tx);
         if self.config.read_repair {
             let this = self.clone();
             tokio::spawn(async move {
                 // Keep collecting the stragglers, then repair every replica that answered with
                 // less than the merge of all answers (Dynamo §4.7 / Riak read repair).
-                while let Ok(Some((node, result))) = tokio::time::timeout_at(deadline, rx.recv()).await {
+                while outstanding > 0 {
+                    let Ok(Some((node, owner, result))) = tokio::time::timeout_at(deadline, rx.recv()).await else {
+                        break;
+                    };
+                    outstanding -= 1;
                     if let Ok(obj) = result {
                         merge_into(&mut merged, obj.as_ref());
-                        replies.push((node, obj));
+                        if owner.is_none() {
+                            replies.push((node, obj));
+                        }
                     }
                 }
                 if let Some(full) = merged {
@@ -578,6 +739,37 @@ impl<S: Store, T: Transport> Coordinator<S, T> {
                 .apply(partition, &key, &object)
                 .map(|_| ())
                 .map_err(|e| e.to_string())
+        })
+        .await?
+    }
+
+    /// Keep `object` as a hint for `owner` (this node stands in for it under sloppy quorum).
+    pub async fn store_hint(&self, owner: NodeId, key: Bytes, object: Object) -> Result<(), String> {
+        object
+            .siblings
+            .validate()
+            .map_err(|e| format!("refused hinted object: {e}"))?;
+        let hints = self
+            .hints
+            .clone()
+            .ok_or_else(|| "this node keeps no hints (handoff is disabled)".to_string())?;
+        let partition = self.partition_of(&key)?;
+        storage(self.config.storage, move || {
+            hints
+                .record(owner.as_str(), partition, &key, &object)
+                .map_err(|e| e.to_string())
+        })
+        .await?
+    }
+
+    /// The hint this node keeps of `key` for `owner`, if any.
+    pub async fn read_hint(&self, owner: NodeId, key: Bytes) -> Result<Option<Object>, String> {
+        let Some(hints) = self.hints.clone() else {
+            return Ok(None);
+        };
+        let partition = self.partition_of(&key)?;
+        storage(self.config.storage, move || {
+            hints.get(owner.as_str(), partition, &key).map_err(|e| e.to_string())
         })
         .await?
     }

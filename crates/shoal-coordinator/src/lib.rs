@@ -1,5 +1,6 @@
 //! Shoal's request coordinator: the N/W/R get, put and delete paths of Dynamo (§4.5), with
-//! read repair.
+//! read repair and sloppy quorum (§4.6): a replica SWIM knows is down, or that fails a request,
+//! is replaced by the next healthy node in the ring's fallback order, which keeps a hint.
 //!
 //! The crate has two halves:
 //! - a pure core ([`quorum`], [`params`]) that validates a request's N/W/R and decides, from
@@ -17,8 +18,8 @@ pub mod params;
 pub mod quorum;
 
 pub use driver::{
-    CoordError, Coordinator, CoordinatorConfig, FailedReplica, GetRequest, GetResponse, PutRequest, PutResponse,
-    StorageExecution, Transport, TransportFuture,
+    CoordError, Coordinator, CoordinatorConfig, FailedReplica, GetRequest, GetResponse, Health, PutRequest,
+    PutResponse, StorageExecution, Transport, TransportFuture,
 };
 pub use params::{ParamError, RequestDefaults};
 pub use quorum::{Progress, QuorumTracker};

@@ -8,6 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use parking_lot::RwLock;
 use shoal_coordinator::*;
+use shoal_handoff::{HandoffConfig, Hints};
 use shoal_ring::{Layout, Member, NodeId, Placement, RingConfig};
 use shoal_storage::{MemoryStore, Object, Replica, ReplicaLimits};
 
@@ -25,6 +26,14 @@ struct Net {
 }
 
 struct Link(Arc<Net>);
+
+/// The coordinators' view of who is down: what SWIM would say, here the injected `Down` faults
+/// (a `Hang` is a node SWIM has not caught yet).
+impl Health for Net {
+    fn is_down(&self, node: &NodeId) -> bool {
+        self.faults.read().get(node) == Some(&Fault::Down)
+    }
+}
 
 impl Net {
     fn target(&self, node: &NodeId) -> Result<Arc<Coordinator<MemoryStore, Link>>, Fault> {
@@ -67,6 +76,37 @@ impl Transport for Link {
             }
         })
     }
+    fn hinted_put(
+        &self,
+        node: &NodeId,
+        owner: &NodeId,
+        key: Bytes,
+        object: Arc<Object>,
+        _t: Duration,
+    ) -> TransportFuture<Result<(), String>> {
+        let (t, owner) = (self.0.target(node), owner.clone());
+        Box::pin(async move {
+            match t {
+                Ok(c) => c.store_hint(owner, key, (*object).clone()).await,
+                Err(f) => Err(fail(f).await),
+            }
+        })
+    }
+    fn hinted_get(
+        &self,
+        node: &NodeId,
+        owner: &NodeId,
+        key: Bytes,
+        _t: Duration,
+    ) -> TransportFuture<Result<Option<Object>, String>> {
+        let (t, owner) = (self.0.target(node), owner.clone());
+        Box::pin(async move {
+            match t {
+                Ok(c) => c.read_hint(owner, key).await,
+                Err(f) => Err(fail(f).await),
+            }
+        })
+    }
     fn forward_put(
         &self,
         node: &NodeId,
@@ -93,7 +133,11 @@ fn cluster() -> Cluster {
 }
 
 fn cluster_with(storage: StorageExecution) -> Cluster {
-    let ids: Vec<NodeId> = ["n1", "n2", "n3"].into_iter().map(NodeId::from).collect();
+    cluster_of(3, storage)
+}
+
+fn cluster_of(size: usize, storage: StorageExecution) -> Cluster {
+    let ids: Vec<NodeId> = (1..=size).map(|i| NodeId::from(format!("n{i}"))).collect();
     let members = ids
         .iter()
         .map(|id| Member {
@@ -112,14 +156,26 @@ fn cluster_with(storage: StorageExecution) -> Cluster {
     let nodes: Vec<_> = ids
         .iter()
         .map(|id| {
-            let replica = Arc::new(Replica::new(Arc::new(MemoryStore::new()), ReplicaLimits::default()));
-            Arc::new(Coordinator::new(
+            let store = Arc::new(MemoryStore::new());
+            let replica = Arc::new(Replica::new(store.clone(), ReplicaLimits::default()).unwrap());
+            let hints = Hints::open(
+                store,
+                HandoffConfig {
+                    window: Duration::from_secs(3600),
+                    max_hints_per_target: 1000,
+                },
+            )
+            .unwrap();
+            let c = Coordinator::new(
                 id.clone(),
                 Some(Placement::stable(layout.clone())),
                 replica,
                 Arc::new(Link(net.clone())),
                 config.clone(),
-            ))
+            )
+            .with_hints(Arc::new(hints));
+            c.set_health(net.clone());
+            Arc::new(c)
         })
         .collect();
     for n in &nodes {
@@ -137,6 +193,7 @@ fn put(key: &str, value: &str, n: u8, w: u8) -> PutRequest {
         w: Some(w),
         timeout_ms: None,
         forwarded: false,
+        sloppy: None,
     }
 }
 
@@ -146,6 +203,7 @@ fn get(key: &str, n: u8, r: u8) -> GetRequest {
         n: Some(n),
         r: Some(r),
         timeout_ms: None,
+        sloppy: None,
     }
 }
 
@@ -275,4 +333,71 @@ async fn delete_without_context_removes_what_the_coordinator_holds() {
     let got = c.nodes[2].get(get("k", 3, 3)).await.unwrap();
     let obj = got.object.unwrap();
     assert!(obj.is_deleted(), "only the tombstone remains: {obj:?}");
+}
+
+/// The preference list and fallback order of `key` in a cluster `c`.
+fn walk_of(c: &Cluster, key: &str) -> Vec<NodeId> {
+    let layout = c.nodes[0].layout().unwrap();
+    layout.walk(layout.partition_of(key.as_bytes())).to_vec()
+}
+
+fn node<'a>(c: &'a Cluster, id: &NodeId) -> &'a Arc<Coordinator<MemoryStore, Link>> {
+    c.nodes.iter().find(|n| n.me() == id).unwrap()
+}
+
+#[tokio::test]
+async fn sloppy_quorum_writes_hints_to_fallbacks_and_strict_refuses() {
+    let c = cluster_of(5, StorageExecution::Inline);
+    let walk = walk_of(&c, "k");
+    // Two of the three primaries are down (SWIM knows): the coordinator is the first.
+    for down in &walk[1..3] {
+        c.net.faults.write().insert(down.clone(), Fault::Down);
+    }
+    let coordinator = node(&c, &walk[0]);
+    let done = coordinator.put(put("k", "v", 3, 3)).await.unwrap();
+    assert_eq!((done.acks, done.hinted), (3, 2), "the two fallbacks stood in");
+    for (fallback, owner) in walk[3..5].iter().zip(&walk[1..3]) {
+        let hint = node(&c, fallback)
+            .read_hint(owner.clone(), Bytes::from("k"))
+            .await
+            .unwrap();
+        assert_eq!(values(&hint), ["v"], "{fallback} keeps the hint for {owner}");
+        assert!(
+            node(&c, fallback).read_local(Bytes::from("k")).await.unwrap().is_none(),
+            "a hint is not the fallback's own data"
+        );
+    }
+    // A sloppy read with r = 3 gets its quorum from the hints.
+    let got = coordinator.get(get("k", 3, 3)).await.unwrap();
+    assert_eq!((got.replies, got.hinted), (3, 2));
+    assert_eq!(values(&got.object), ["v"]);
+
+    // Strict: only primaries count.
+    let mut strict = put("k2", "v", 3, 2);
+    strict.sloppy = Some(false);
+    let walk2 = walk_of(&c, "k2");
+    c.net.faults.write().clear();
+    for down in &walk2[1..3] {
+        c.net.faults.write().insert(down.clone(), Fault::Down);
+    }
+    match node(&c, &walk2[0]).put(strict).await {
+        Err(CoordError::Unavailable { required, acked, .. }) => assert_eq!((required, acked), (2, 1)),
+        other => panic!("a strict write with two primaries down must fail, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_primary_that_fails_mid_request_gets_a_stand_in() {
+    let c = cluster_of(5, StorageExecution::Inline);
+    let walk = walk_of(&c, "k");
+    // SWIM has not noticed: the node just refuses connections, so the coordinator learns it
+    // from the failed send and sends the copy to the first fallback instead.
+    c.net.nodes.write().remove(&walk[2]);
+    let done = node(&c, &walk[0]).put(put("k", "v", 3, 3)).await.unwrap();
+    assert_eq!((done.acks, done.hinted), (3, 1));
+    let hint = node(&c, &walk[3])
+        .read_hint(walk[2].clone(), Bytes::from("k"))
+        .await
+        .unwrap();
+    assert_eq!(values(&hint), ["v"]);
 }

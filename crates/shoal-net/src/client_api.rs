@@ -13,6 +13,10 @@ pub enum ClientRequest {
         n: Option<u8>,
         r: Option<u8>,
         timeout_ms: Option<u32>,
+        /// Let fallback nodes' hints answer for down replicas (sloppy quorum); `None`: the
+        /// node's default.
+        #[serde(default)]
+        sloppy: Option<bool>,
     },
     Put {
         key: Bytes,
@@ -21,6 +25,10 @@ pub enum ClientRequest {
         n: Option<u8>,
         w: Option<u8>,
         timeout_ms: Option<u32>,
+        /// Count hinted copies on fallback nodes toward W (sloppy quorum); `Some(false)` counts
+        /// only the preference list. `None`: the node's default.
+        #[serde(default)]
+        sloppy: Option<bool>,
     },
     Delete {
         key: Bytes,
@@ -28,6 +36,10 @@ pub enum ClientRequest {
         n: Option<u8>,
         w: Option<u8>,
         timeout_ms: Option<u32>,
+        /// Count hinted copies on fallback nodes toward W (sloppy quorum); `Some(false)` counts
+        /// only the preference list. `None`: the node's default.
+        #[serde(default)]
+        sloppy: Option<bool>,
     },
 }
 
@@ -46,6 +58,9 @@ pub enum ClientResponse {
     Written {
         context: String,
         acks: u8,
+        /// How many of the acks were hinted copies standing in for down replicas.
+        #[serde(default)]
+        hinted: u8,
         siblings: u32,
         sibling_warning: bool,
     },

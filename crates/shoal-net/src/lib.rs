@@ -13,9 +13,11 @@ pub mod client_api;
 mod endpoint;
 mod frame;
 mod pool;
+mod throttle;
 pub mod tls;
 
 pub use endpoint::{serve, Service, TransportTuning};
 pub use frame::{read_frame, write_frame, Envelope, FrameError, FRAME_FORMAT_VERSION};
 pub use pool::{NetError, Pool};
+pub use throttle::Throttle;
 pub use tls::{TlsError, TlsFiles, ALPN_CLIENT, ALPN_PEER, SERVER_NAME};

@@ -109,11 +109,23 @@ impl Api {
 
     async fn dispatch(&self, request: ClientRequest) -> Result<ClientResponse, ApiError> {
         match request {
-            ClientRequest::Get { key, n, r, timeout_ms } => {
+            ClientRequest::Get {
+                key,
+                n,
+                r,
+                timeout_ms,
+                sloppy,
+            } => {
                 self.check_key(&key)?;
                 let got = self
                     .coordinator
-                    .get(GetRequest { key, n, r, timeout_ms })
+                    .get(GetRequest {
+                        key,
+                        n,
+                        r,
+                        timeout_ms,
+                        sloppy,
+                    })
                     .await
                     .map_err(|e| self.coord_error(e))?;
                 Ok(match got.object {
@@ -139,6 +151,7 @@ impl Api {
                 n,
                 w,
                 timeout_ms,
+                sloppy,
             } => {
                 self.check_key(&key)?;
                 if value.len() > self.limits.max_value_bytes {
@@ -153,6 +166,7 @@ impl Api {
                     w,
                     timeout_ms,
                     forwarded: false,
+                    sloppy,
                 })
                 .await
             }
@@ -162,6 +176,7 @@ impl Api {
                 n,
                 w,
                 timeout_ms,
+                sloppy,
             } => {
                 self.check_key(&key)?;
                 let context = self.context(context.as_deref())?;
@@ -173,6 +188,7 @@ impl Api {
                     w,
                     timeout_ms,
                     forwarded: false,
+                    sloppy,
                 })
                 .await
             }
@@ -184,6 +200,7 @@ impl Api {
         Ok(ClientResponse::Written {
             context: self.codec.encode(&done.context),
             acks: done.acks,
+            hinted: done.hinted,
             siblings: done.siblings,
             sibling_warning: done.sibling_warning,
         })

@@ -27,7 +27,43 @@ pub struct NodeConfig {
     pub storage: StorageSection,
     pub swim: SwimSection,
     pub transfer: TransferSection,
+    pub handoff: HandoffSection,
+    pub antientropy: AntiEntropySection,
     pub log: LogSection,
+}
+
+/// Hinted handoff: copies kept for down replicas (Dynamo §4.6).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HandoffSection {
+    /// Keep hints for down replicas and deliver them. Off: a write counts only replicas that
+    /// answer, and anti-entropy alone repairs a replica that missed writes.
+    pub enabled: bool,
+    /// Hints older than this are dropped, not delivered; anti-entropy repairs their owner.
+    pub window_secs: u64,
+    /// The most keys hinted for one owner; past it hinted writes for that owner are refused.
+    pub max_hints_per_target: usize,
+    /// How often to look for owners that came back.
+    pub delivery_interval_ms: u64,
+    /// Keys per delivery batch.
+    pub batch_keys: usize,
+    /// Throttle for hint delivery, in MB/s.
+    pub max_mb_per_sec: f64,
+}
+
+/// Active anti-entropy and tombstone GC.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AntiEntropySection {
+    pub enabled: bool,
+    /// Every tree this node holds is exchanged with a random other replica once per interval,
+    /// the exchanges spread evenly over it.
+    pub interval_ms: u64,
+    /// Throttle for anti-entropy traffic, in MB/s.
+    pub max_mb_per_sec: f64,
+    /// A tombstone is removed only once every replica holds it and it is this old. Must be
+    /// longer than `handoff.window_secs`, or a late hint could bring a removed key back.
+    pub tombstone_grace_secs: u64,
 }
 
 /// SWIM failure detection (memberlist's LAN profile by default).
@@ -138,6 +174,10 @@ pub struct RequestSection {
     pub timeout_ms: u32,
     pub max_timeout_ms: u32,
     pub read_repair: bool,
+    /// Let hinted copies on fallback nodes count toward W and R when replicas are down
+    /// (Dynamo's sloppy quorum); a request's `sloppy=false` turns it off for that request.
+    /// Needs `handoff.enabled`.
+    pub sloppy_quorum: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -208,6 +248,7 @@ impl Default for NodeConfig {
                 timeout_ms: 5000,
                 max_timeout_ms: 60_000,
                 read_repair: true,
+                sloppy_quorum: true,
             },
             limits: LimitsSection {
                 max_key_bytes: 1024,
@@ -235,6 +276,20 @@ impl Default for NodeConfig {
                 max_mb_per_sec: 32.0,
                 chunk_bytes: 1 << 20,
                 drop_delay_ms: 10_000,
+            },
+            handoff: HandoffSection {
+                enabled: true,
+                window_secs: 3 * 3600,
+                max_hints_per_target: 1_000_000,
+                delivery_interval_ms: 1000,
+                batch_keys: 256,
+                max_mb_per_sec: 32.0,
+            },
+            antientropy: AntiEntropySection {
+                enabled: true,
+                interval_ms: 600_000,
+                max_mb_per_sec: 16.0,
+                tombstone_grace_secs: 10 * 86_400,
             },
             log: LogSection {
                 format: "text".into(),
@@ -298,6 +353,26 @@ impl NodeConfig {
             || self.transfer.chunk_bytes == 0
         {
             return bad("transfer: max_mb_per_sec and chunk_bytes must be positive".into());
+        }
+        let h = &self.handoff;
+        if h.max_hints_per_target == 0 || h.batch_keys == 0 || h.delivery_interval_ms == 0 || h.max_mb_per_sec <= 0.0 {
+            return bad(
+                "handoff: max_hints_per_target, batch_keys, delivery_interval_ms and max_mb_per_sec must be positive"
+                    .into(),
+            );
+        }
+        if self.requests.sloppy_quorum && !h.enabled {
+            return bad("requests.sloppy_quorum needs handoff.enabled: a stand-in keeps its copy as a hint".into());
+        }
+        let a = &self.antientropy;
+        if a.interval_ms < 100 || a.max_mb_per_sec <= 0.0 {
+            return bad("antientropy: interval_ms must be at least 100 and max_mb_per_sec positive".into());
+        }
+        if h.enabled && a.tombstone_grace_secs <= h.window_secs {
+            return bad(format!(
+                "antientropy.tombstone_grace_secs ({}) must be longer than handoff.window_secs ({}): a hint delivered after its key's tombstone was removed would bring the key back",
+                a.tombstone_grace_secs, h.window_secs
+            ));
         }
         let r = &self.requests;
         if r.n == 0 || r.w == 0 || r.r == 0 || r.w > r.n || r.r > r.n || r.n > r.max_n {
@@ -413,6 +488,18 @@ peer = "127.0.0.1:9000"
             NodeConfig::load(Some(&f), &[]).is_ok(),
             "a node that will join lists no members"
         );
+        let f = write(
+            dir.path(),
+            &format!("{BASE}\n[antientropy]\ntombstone_grace_secs = 60\n[handoff]\nwindow_secs = 120\n"),
+        );
+        let err = NodeConfig::load(Some(&f), &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("tombstone_grace_secs (60) must be longer than handoff.window_secs (120)"),
+            "{err}"
+        );
+        let f = write(dir.path(), &format!("{BASE}\n[handoff]\nenabled = false\n"));
+        let err = NodeConfig::load(Some(&f), &[]).unwrap_err().to_string();
+        assert!(err.contains("sloppy_quorum needs handoff.enabled"), "{err}");
         let f = write(dir.path(), &format!("{BASE}\n[swim]\nprobe_timeout_ms = 2000\n"));
         let err = NodeConfig::load(Some(&f), &[]).unwrap_err().to_string();
         assert!(err.contains("probe_timeout"), "{err}");

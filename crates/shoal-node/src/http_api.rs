@@ -21,6 +21,7 @@ pub fn router(shared: Arc<NodeShared>) -> Router {
     Router::new()
         .route("/v1/kv/{*key}", get(kv).put(kv).delete(kv))
         .route("/v1/admin/status", get(status))
+        .route("/v1/admin/aae", get(aae_status))
         .route("/v1/admin/join", post(join))
         .route("/v1/admin/leave", post(leave))
         .route("/v1/admin/remove", post(remove))
@@ -76,6 +77,7 @@ struct KvParams {
     n: Option<u8>,
     quorum: Option<u8>,
     timeout_ms: Option<u32>,
+    sloppy: Option<bool>,
 }
 
 fn parse_params(query: Option<&str>, quorum_name: &'static str) -> Result<KvParams, ApiError> {
@@ -106,11 +108,25 @@ fn parse_params(query: Option<&str>, quorum_name: &'static str) -> Result<KvPara
                     .with_param("timeout_ms")
                 })?)
             }
+            "sloppy" => {
+                p.sloppy = Some(match v.as_str() {
+                    "true" | "1" => true,
+                    "false" | "0" => false,
+                    _ => {
+                        return Err(ApiError::new(
+                            400,
+                            "invalid_parameter",
+                            format!("sloppy must be true or false, got {v:?}"),
+                        )
+                        .with_param("sloppy"))
+                    }
+                })
+            }
             other => {
                 return Err(ApiError::new(
                     400,
                     "invalid_parameter",
-                    format!("unknown parameter {other:?}; this request takes n, {quorum_name} and timeout_ms"),
+                    format!("unknown parameter {other:?}; this request takes n, {quorum_name}, timeout_ms and sloppy"),
                 )
                 .with_param(other.to_string()))
             }
@@ -176,6 +192,7 @@ async fn kv_inner(
             n: p.n,
             r: p.quorum,
             timeout_ms: p.timeout_ms,
+            sloppy: p.sloppy,
         }
     } else {
         let p = parse_params(uri.query(), "w")?;
@@ -199,6 +216,7 @@ async fn kv_inner(
                 n: p.n,
                 w: p.quorum,
                 timeout_ms: p.timeout_ms,
+                sloppy: p.sloppy,
             }
         } else {
             ClientRequest::Delete {
@@ -207,6 +225,7 @@ async fn kv_inner(
                 n: p.n,
                 w: p.quorum,
                 timeout_ms: p.timeout_ms,
+                sloppy: p.sloppy,
             }
         }
     };
@@ -253,12 +272,14 @@ fn render(response: ClientResponse, json: bool) -> Response {
         ClientResponse::Written {
             context,
             acks,
+            hinted,
             siblings,
             sibling_warning,
         } => {
             let mut resp = StatusCode::NO_CONTENT.into_response();
             let h = resp.headers_mut();
             h.insert("x-shoal-acks", HeaderValue::from(u32::from(acks)));
+            h.insert("x-shoal-hinted-acks", HeaderValue::from(u32::from(hinted)));
             h.insert("x-shoal-siblings", HeaderValue::from(siblings));
             if sibling_warning {
                 let text = format!("199 shoal \"{siblings} siblings: resolve them by writing with the context\"");
@@ -274,6 +295,10 @@ fn render(response: ClientResponse, json: bool) -> Response {
 
 async fn status(State(shared): State<Arc<NodeShared>>) -> Response {
     axum::Json(shared.status().await).into_response()
+}
+
+async fn aae_status(State(shared): State<Arc<NodeShared>>) -> Response {
+    axum::Json(shared.aae_status()).into_response()
 }
 
 #[derive(serde::Deserialize)]

@@ -15,6 +15,7 @@ pub mod logging;
 pub mod membership;
 pub mod peer;
 mod quic_api;
+pub mod repair;
 pub mod server;
 mod telemetry;
 

@@ -17,7 +17,7 @@
 //!    record. Nodes that lost data drop it after `transfer.drop_delay_ms`; a leaving node then
 //!    stops.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +25,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
+use shoal_coordinator::Health;
 use shoal_membership::{Liveness, Message, Output, Swim, SwimConfig};
 use shoal_ring::{moves, AdminState, Change, ChangeError, ChangeKind, LayoutRecord, Member, Move, NodeId};
 use shoal_storage::{RocksStore, Store};
@@ -90,6 +91,9 @@ pub struct Membership {
     /// worked out for: derived once per adopted record, read by every commit check.
     gainers: Mutex<(u64, Vec<NodeId>)>,
     persisted_incarnation: Mutex<u64>,
+    /// The members SWIM has declared dead, for the coordinator's sloppy quorum (kept apart
+    /// from the SWIM lock, which every request would otherwise take).
+    down: RwLock<HashSet<NodeId>>,
     wake: Notify,
     stop: watch::Sender<bool>,
 }
@@ -210,6 +214,7 @@ impl Membership {
             records,
             gainers: Mutex::new((0, Vec::new())),
             persisted_incarnation: Mutex::new(incarnation),
+            down: RwLock::new(HashSet::new()),
             wake: Notify::new(),
             stop,
         });
@@ -312,6 +317,16 @@ impl Membership {
                     }
                 }
                 Output::Liveness { id, from, to } => {
+                    if to == Liveness::Dead {
+                        self.down.write().insert(id.clone());
+                    } else {
+                        self.down.write().remove(&id);
+                    }
+                    // Into or out of death, the pooled connection is stale: the next request
+                    // (hint delivery above all) must dial afresh, not wait out the idle timeout.
+                    if to == Liveness::Dead || from == Some(Liveness::Dead) {
+                        self.transport.forget(&id);
+                    }
                     let label = liveness_label(to);
                     metrics::counter!("shoal_swim_transitions_total", "to" => label).increment(1);
                     match (from, to) {
@@ -853,6 +868,22 @@ impl Membership {
 
     pub fn local_health(&self) -> u32 {
         self.swim.lock().local_health()
+    }
+
+    /// Whether SWIM currently sees `id` alive (not suspect, not dead).
+    pub fn is_alive(&self, id: &NodeId) -> bool {
+        *id == self.me
+            || self
+                .swim
+                .lock()
+                .member(id)
+                .is_some_and(|m| m.liveness == Liveness::Alive)
+    }
+}
+
+impl Health for Membership {
+    fn is_down(&self, node: &NodeId) -> bool {
+        self.down.read().contains(node)
     }
 }
 

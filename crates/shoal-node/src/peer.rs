@@ -9,6 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
+use shoal_antientropy::{AntiEntropy, Remote, TreeQuery};
 use shoal_coordinator::{CoordError, Coordinator, PutRequest, PutResponse, Transport, TransportFuture};
 use shoal_membership::Message;
 use shoal_net::{Pool, Service};
@@ -42,6 +43,43 @@ pub enum PeerRequest {
         n_max: u8,
         max_bytes: u32,
     },
+    /// Sloppy quorum: keep this copy as a hint for `owner`, which is down.
+    Hint {
+        owner: NodeId,
+        key: Bytes,
+        object: Object,
+    },
+    /// Sloppy quorum: send the hint you keep of `key` for `owner`.
+    GetHint {
+        owner: NodeId,
+        key: Bytes,
+    },
+    /// Merge these copies into your replica (hint delivery, anti-entropy push).
+    Merge {
+        objects: Vec<(Bytes, Object)>,
+    },
+    /// Anti-entropy: a level of your Merkle tree of (partition, n).
+    AaeTree {
+        partition: u32,
+        n: u8,
+        query: TreeQuery,
+    },
+    /// Anti-entropy: (key, version hash) of the keys of these segments.
+    AaeDigests {
+        partition: u32,
+        n: u8,
+        segments: Vec<u16>,
+    },
+    /// Anti-entropy: your copies of these keys.
+    AaeFetch {
+        partition: u32,
+        keys: Vec<Bytes>,
+    },
+    /// Tombstone GC: delete these keys where you hold exactly this tombstone version.
+    Reap {
+        partition: u32,
+        keys: Vec<(Bytes, u64)>,
+    },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -58,6 +96,10 @@ pub enum PeerResponse {
         /// Where the next chunk starts; `None` when the partition is done.
         resume: Option<Bytes>,
     },
+    Hashes(Vec<u64>),
+    Digests(Vec<(Bytes, u64)>),
+    Objects(Vec<(Bytes, Option<Object>)>),
+    Keys(Vec<Bytes>),
     Failed(String),
 }
 
@@ -86,6 +128,15 @@ impl QuicTransport {
         let old = self.addrs.write().insert(node, addr);
         if let Some(old) = old.filter(|o| *o != addr) {
             self.pool.forget(old);
+        }
+    }
+
+    /// Drop the pooled connection to `node`. A connection to a node that died stays open on
+    /// this side until the QUIC idle timeout (30 s); a request on it hangs until then, even
+    /// after the node has restarted on the same address.
+    pub fn forget(&self, node: &NodeId) {
+        if let Some(addr) = self.addr(node) {
+            self.pool.forget(addr);
         }
     }
 
@@ -154,6 +205,42 @@ impl Transport for QuicTransport {
         })
     }
 
+    fn hinted_put(
+        &self,
+        node: &NodeId,
+        owner: &NodeId,
+        key: Bytes,
+        object: Arc<Object>,
+        timeout: Duration,
+    ) -> TransportFuture<Result<(), String>> {
+        let req = PeerRequest::Hint {
+            owner: owner.clone(),
+            key,
+            object: (*object).clone(),
+        };
+        self.spawn_call(node, req, timeout, |r| match r {
+            PeerResponse::Stored => Ok(()),
+            other => Err(unexpected(other)),
+        })
+    }
+
+    fn hinted_get(
+        &self,
+        node: &NodeId,
+        owner: &NodeId,
+        key: Bytes,
+        timeout: Duration,
+    ) -> TransportFuture<Result<Option<Object>, String>> {
+        let req = PeerRequest::GetHint {
+            owner: owner.clone(),
+            key,
+        };
+        self.spawn_call(node, req, timeout, |r| match r {
+            PeerResponse::Object(o) => Ok(o),
+            other => Err(unexpected(other)),
+        })
+    }
+
     fn forward_put(
         &self,
         node: &NodeId,
@@ -167,6 +254,61 @@ impl Transport for QuicTransport {
     }
 }
 
+/// How long one anti-entropy or handoff round trip may take.
+const BACKGROUND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Another replica, as the other side of an anti-entropy exchange.
+pub struct PeerRemote {
+    pub transport: Arc<QuicTransport>,
+    pub node: NodeId,
+}
+
+impl PeerRemote {
+    async fn ask(&self, req: PeerRequest) -> Result<PeerResponse, String> {
+        match self.transport.call(&self.node, req, BACKGROUND_TIMEOUT).await? {
+            PeerResponse::Failed(reason) => Err(reason),
+            other => Ok(other),
+        }
+    }
+}
+
+impl Remote for PeerRemote {
+    async fn tree(&self, partition: u32, n: u8, query: TreeQuery) -> Result<Vec<u64>, String> {
+        match self.ask(PeerRequest::AaeTree { partition, n, query }).await? {
+            PeerResponse::Hashes(h) => Ok(h),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn digests(&self, partition: u32, n: u8, segments: Vec<u16>) -> Result<Vec<(Bytes, u64)>, String> {
+        match self.ask(PeerRequest::AaeDigests { partition, n, segments }).await? {
+            PeerResponse::Digests(d) => Ok(d),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn fetch(&self, partition: u32, keys: Vec<Bytes>) -> Result<Vec<(Bytes, Option<Object>)>, String> {
+        match self.ask(PeerRequest::AaeFetch { partition, keys }).await? {
+            PeerResponse::Objects(o) => Ok(o),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn push(&self, objects: Vec<(Bytes, Object)>) -> Result<(), String> {
+        match self.ask(PeerRequest::Merge { objects }).await? {
+            PeerResponse::Stored => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn reap(&self, partition: u32, _n: u8, keys: Vec<(Bytes, u64)>) -> Result<Vec<Bytes>, String> {
+        match self.ask(PeerRequest::Reap { partition, keys }).await? {
+            PeerResponse::Keys(k) => Ok(k),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
 /// Largest transfer chunk this node serves, whatever a peer asks for. Only a single object
 /// larger than this (up to `max_object_bytes`, which the frame limit allows for) makes a bigger one.
 const MAX_CHUNK_BYTES: usize = 16 << 20;
@@ -177,7 +319,11 @@ pub type NodeCoordinator = Coordinator<RocksStore, QuicTransport>;
 pub struct PeerService {
     pub coordinator: Arc<NodeCoordinator>,
     pub membership: Arc<Membership>,
+    pub aae: Arc<AntiEntropy<RocksStore>>,
 }
+
+/// Requests a peer may send in one anti-entropy message, whatever it asks for.
+const MAX_AAE_ITEMS: usize = 4096;
 
 impl Service for PeerService {
     type Request = PeerRequest;
@@ -198,6 +344,50 @@ impl Service for PeerService {
                 let ms = timeout.as_millis().min(u32::MAX as u128) as u32;
                 req.timeout_ms = Some(req.timeout_ms.map_or(ms, |t| t.min(ms)));
                 PeerResponse::Coordinated(self.coordinator.put(req).await)
+            }
+            PeerRequest::Hint { owner, key, object } => match self.coordinator.store_hint(owner, key, object).await {
+                Ok(()) => PeerResponse::Stored,
+                Err(e) => PeerResponse::Failed(e),
+            },
+            PeerRequest::GetHint { owner, key } => match self.coordinator.read_hint(owner, key).await {
+                Ok(o) => PeerResponse::Object(o),
+                Err(e) => PeerResponse::Failed(e),
+            },
+            PeerRequest::Merge { objects } => {
+                for (key, object) in objects {
+                    if let Err(e) = self.coordinator.apply_local(key, object).await {
+                        return PeerResponse::Failed(e);
+                    }
+                }
+                PeerResponse::Stored
+            }
+            PeerRequest::AaeTree { partition, n, query } => {
+                PeerResponse::Hashes(self.aae.answer_tree(partition, n, &query))
+            }
+            PeerRequest::AaeDigests {
+                partition,
+                n,
+                mut segments,
+            } => {
+                segments.truncate(MAX_AAE_ITEMS);
+                match self.aae.answer_digests(partition, n, segments).await {
+                    Ok(d) => PeerResponse::Digests(d),
+                    Err(e) => PeerResponse::Failed(e),
+                }
+            }
+            PeerRequest::AaeFetch { partition, mut keys } => {
+                keys.truncate(MAX_AAE_ITEMS);
+                match self.aae.answer_fetch(partition, keys).await {
+                    Ok(o) => PeerResponse::Objects(o),
+                    Err(e) => PeerResponse::Failed(e),
+                }
+            }
+            PeerRequest::Reap { partition, mut keys } => {
+                keys.truncate(MAX_AAE_ITEMS);
+                match self.aae.answer_reap(partition, keys).await {
+                    Ok(k) => PeerResponse::Keys(k),
+                    Err(e) => PeerResponse::Failed(e),
+                }
             }
             PeerRequest::Ping => PeerResponse::Pong {
                 node: self.coordinator.me().to_string(),

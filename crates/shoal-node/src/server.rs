@@ -9,8 +9,10 @@ use std::time::Duration;
 use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
+use shoal_antientropy::{AaeConfig, AntiEntropy};
 use shoal_coordinator::{Coordinator, CoordinatorConfig, RequestDefaults};
-use shoal_net::{tls, Pool, TransportTuning};
+use shoal_handoff::{DeliveryConfig, HandoffConfig, Hints};
+use shoal_net::{tls, Pool, Throttle, TransportTuning};
 use shoal_ring::NodeId;
 use shoal_storage::{Replica, ReplicaLimits, RocksOptions, RocksStore};
 use shoal_version::{ContextCodec, SiblingLimits};
@@ -21,6 +23,7 @@ use crate::config::NodeConfig;
 use crate::membership::{liveness_label, Membership};
 use crate::peer::{PeerService, QuicTransport};
 use crate::quic_api::ClientService;
+use crate::repair::HintTarget;
 
 /// What the HTTP handlers share.
 pub struct NodeShared {
@@ -28,6 +31,7 @@ pub struct NodeShared {
     pub api: Arc<Api>,
     pub transport: Arc<QuicTransport>,
     pub membership: Arc<Membership>,
+    pub aae: Arc<AntiEntropy<RocksStore>>,
     pub metrics: PrometheusHandle,
 }
 
@@ -103,6 +107,48 @@ impl NodeShared {
     }
 }
 
+impl NodeShared {
+    /// Anti-entropy and handoff state, for `GET /v1/admin/aae`: every Merkle tree this node
+    /// holds with its root and last exchange, and the hints it keeps per owner.
+    pub fn aae_status(&self) -> serde_json::Value {
+        let exchanges: std::collections::HashMap<(u32, u8), _> =
+            self.aae.status().into_iter().map(|s| ((s.partition, s.n), s)).collect();
+        let trees: Vec<_> = self
+            .aae
+            .trees()
+            .list()
+            .into_iter()
+            .map(|t| {
+                let last = exchanges.get(&(t.partition, t.n));
+                json!({
+                    "partition": t.partition,
+                    "n": t.n,
+                    "keys": t.keys,
+                    "tombstones": t.tombstones,
+                    "root": format!("{:016x}", t.root),
+                    "last_exchange": last,
+                })
+            })
+            .collect();
+        let hints: Vec<_> = self
+            .api
+            .coordinator
+            .hints()
+            .map(|h| h.pending())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(owner, count)| json!({"target": owner, "pending": count}))
+            .collect();
+        json!({
+            "node": self.api.coordinator.me().to_string(),
+            "enabled": self.config.antientropy.enabled,
+            "interval_ms": self.config.antientropy.interval_ms,
+            "trees": trees,
+            "hints": hints,
+        })
+    }
+}
+
 fn read_secret(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     let text = std::fs::read_to_string(path).with_context(|| {
         format!(
@@ -143,7 +189,40 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
         },
         max_object_bytes: config.limits.max_object_bytes,
     };
-    let replica = Arc::new(Replica::new(Arc::new(store), limits));
+    let store = Arc::new(store);
+    let replica = Arc::new(Replica::new(store.clone(), limits).context("opening the replica")?);
+    // The Merkle trees are rebuilt before anything can write, so they never miss a change.
+    let aae = {
+        let (replica, partitions) = (replica.clone(), config.cluster.partitions);
+        let aae_config = AaeConfig {
+            tombstone_grace: Duration::from_secs(config.antientropy.tombstone_grace_secs),
+        };
+        let started = std::time::Instant::now();
+        let aae = tokio::task::spawn_blocking(move || AntiEntropy::open(replica, partitions, aae_config))
+            .await?
+            .context("building the anti-entropy trees")?;
+        let keys: u64 = aae.trees().list().iter().map(|t| t.keys).sum();
+        info!(
+            keys,
+            took_ms = started.elapsed().as_millis() as u64,
+            "anti-entropy trees built"
+        );
+        aae
+    };
+    let hints = if config.handoff.enabled {
+        let handoff = HandoffConfig {
+            window: Duration::from_secs(config.handoff.window_secs),
+            max_hints_per_target: config.handoff.max_hints_per_target,
+        };
+        let s = store.clone();
+        Some(Arc::new(
+            tokio::task::spawn_blocking(move || Hints::open(s, handoff))
+                .await?
+                .context("opening the hint store")?,
+        ))
+    } else {
+        None
+    };
 
     let tls_files = tls::TlsFiles {
         ca_cert: config.tls.ca_cert.clone(),
@@ -178,16 +257,47 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
         max_timeout: Duration::from_millis(config.requests.max_timeout_ms as u64),
         read_repair: config.requests.read_repair,
         storage: config.storage.execution,
+        sloppy_quorum: config.requests.sloppy_quorum,
     };
-    let coordinator = Arc::new(Coordinator::new(
+    let mut coordinator = Coordinator::new(
         me.clone(),
         // Membership restores or bootstraps the layout; until then the node serves no data.
         None,
         replica,
         transport.clone(),
         coord_config,
-    ));
+    );
+    if let Some(h) = &hints {
+        coordinator = coordinator.with_hints(h.clone());
+    }
+    let coordinator = Arc::new(coordinator);
     let membership = Membership::start(&config, coordinator.clone(), transport.clone())?;
+    coordinator.set_health(membership.clone());
+    if let Some(h) = hints {
+        let target = HintTarget {
+            membership: membership.clone(),
+            transport: transport.clone(),
+            coordinator: coordinator.clone(),
+        };
+        let delivery = DeliveryConfig {
+            interval: Duration::from_millis(config.handoff.delivery_interval_ms),
+            batch_keys: config.handoff.batch_keys,
+            batch_bytes: 4 << 20,
+            sweep_interval: Duration::from_secs(60),
+        };
+        let throttle = Arc::new(Throttle::new(config.handoff.max_mb_per_sec));
+        tokio::spawn(shoal_handoff::run(h, target, delivery, throttle));
+    }
+    if config.antientropy.enabled {
+        tokio::spawn(crate::repair::anti_entropy(
+            aae.clone(),
+            coordinator.clone(),
+            membership.clone(),
+            transport.clone(),
+            Duration::from_millis(config.antientropy.interval_ms),
+            Arc::new(Throttle::new(config.antientropy.max_mb_per_sec)),
+        ));
+    }
     let codec = ContextCodec::new(&read_secret(&config.cluster.secret_file)?);
     let api = Arc::new(Api::new(
         coordinator.clone(),
@@ -203,6 +313,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
         Arc::new(PeerService {
             coordinator,
             membership: membership.clone(),
+            aae: aae.clone(),
         }),
         tuning.clone(),
     ));
@@ -220,6 +331,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
         api,
         transport,
         membership: membership.clone(),
+        aae,
         metrics,
     });
     let listener = tokio::net::TcpListener::bind(config.listen.http)

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use shoal_version::{SiblingLimits, VersionVector};
 
-use crate::{Object, Replica, ReplicaError, ReplicaLimits, Store, Value};
+use crate::{segment_of, Object, Replica, ReplicaError, ReplicaLimits, ReplicaObserver, Store, Value};
 
 fn object(actor: &str, v: &'static [u8]) -> Object {
     let mut o = Object {
@@ -35,6 +35,158 @@ pub fn run_all<S: Store>(make: impl Fn() -> S) {
     replica_exports_and_drops_by_n(make());
     replica_merges_and_mints(make());
     replica_refuses_oversized_objects(make());
+    segments_scan_alone(make());
+    hints_are_kept_by_owner(make());
+    replica_tells_its_observer(make());
+    tombstones_are_stamped_and_reaped(make());
+}
+
+/// Keys in the order every store scans a partition: by (segment, key).
+fn store_order(keys: &[&[u8]]) -> Vec<Vec<u8>> {
+    let mut v: Vec<Vec<u8>> = keys.iter().map(|k| k.to_vec()).collect();
+    v.sort_by_key(|k| (segment_of(k), k.clone()));
+    v
+}
+
+fn segments_scan_alone<S: Store>(s: S) {
+    let keys: Vec<Vec<u8>> = (0..200).map(|i| format!("key{i}").into_bytes()).collect();
+    for k in &keys {
+        s.put(2, k, &object("n1", b"v")).unwrap();
+        s.put(3, k, &object("n1", b"v")).unwrap();
+    }
+    let target = segment_of(&keys[0]);
+    let mut want: Vec<Vec<u8>> = keys.iter().filter(|k| segment_of(k) == target).cloned().collect();
+    want.sort();
+    let mut seen = Vec::new();
+    s.scan_segment(2, target, &mut |k, _| {
+        seen.push(k.to_vec());
+        true
+    })
+    .unwrap();
+    assert_eq!(
+        seen, want,
+        "a segment scan yields exactly that segment's keys of that partition"
+    );
+    let mut last = Vec::new();
+    s.scan_segment(2, crate::SEGMENTS - 1, &mut |k, _| {
+        last.push(k.to_vec());
+        true
+    })
+    .unwrap();
+    assert!(
+        last.iter().all(|k| segment_of(k) == crate::SEGMENTS - 1),
+        "the last segment stops at its partition"
+    );
+}
+
+fn hints_are_kept_by_owner<S: Store>(s: S) {
+    s.hint_put("n2", 5, b"b", b"r1").unwrap();
+    s.hint_put("n2", 5, b"a", b"r2").unwrap();
+    s.hint_put("n10", 1, b"a", b"r3").unwrap();
+    s.hint_put("n2", 4, b"z", b"r4").unwrap();
+    assert_eq!(s.hint_get("n2", 5, b"a").unwrap(), Some(b"r2".to_vec()));
+    assert_eq!(s.hint_get("n3", 5, b"a").unwrap(), None);
+    let collect = |owner: Option<&str>| {
+        let mut out = Vec::new();
+        s.hint_scan(owner, None, &mut |o, p, k, v| {
+            out.push((o.to_string(), p, k.to_vec(), v.to_vec()));
+            true
+        })
+        .unwrap();
+        out
+    };
+    let n2 = collect(Some("n2"));
+    assert_eq!(
+        n2.iter().map(|(_, p, k, _)| (*p, k.clone())).collect::<Vec<_>>(),
+        vec![(4, b"z".to_vec()), (5, b"a".to_vec()), (5, b"b".to_vec())],
+        "one owner's hints, by (partition, key); n10 is not mistaken for a prefix match"
+    );
+    assert_eq!(collect(None).len(), 4);
+    let mut from = Vec::new();
+    s.hint_scan(Some("n2"), Some((5, b"a")), &mut |_, p, k, _| {
+        from.push((p, k.to_vec()));
+        true
+    })
+    .unwrap();
+    assert_eq!(
+        from,
+        vec![(5, b"a".to_vec()), (5, b"b".to_vec())],
+        "a scan resumes at `from`, inclusive"
+    );
+    s.hint_delete("n2", 5, b"a").unwrap();
+    assert_eq!(collect(Some("n2")).len(), 2);
+    let mut objects = 0;
+    s.scan_partition(5, b"", &mut |_, _| {
+        objects += 1;
+        true
+    })
+    .unwrap();
+    assert_eq!(objects, 0, "hints are not objects");
+}
+
+#[derive(Default)]
+struct Log(std::sync::Mutex<Vec<(Vec<u8>, bool, bool)>>);
+
+impl ReplicaObserver for Log {
+    fn changed(&self, _partition: u32, key: &[u8], old: Option<&Object>, new: Option<&Object>) {
+        self.0
+            .lock()
+            .unwrap()
+            .push((key.to_vec(), old.is_some(), new.is_some()));
+    }
+}
+
+fn replica_tells_its_observer<S: Store>(s: S) {
+    let r = Replica::new(Arc::new(s), ReplicaLimits::default()).unwrap();
+    let log = Arc::new(Log::default());
+    assert!(r.set_observer(log.clone()));
+    let data = Value::Data(Bytes::from_static(b"a"));
+    r.coordinate(1, b"k", "n1", &VersionVector::new(), data, 3).unwrap();
+    let copy = object("n2", b"b");
+    r.apply(1, b"k", &copy).unwrap();
+    r.apply(1, b"k", &copy).unwrap();
+    r.drop_range(1, 1, 3).unwrap();
+    assert_eq!(
+        *log.0.lock().unwrap(),
+        vec![
+            (b"k".to_vec(), false, true),
+            (b"k".to_vec(), true, true),
+            (b"k".to_vec(), true, false)
+        ],
+        "a write, a merge that changed something, and a drop; the idempotent merge is silent"
+    );
+}
+
+fn tombstones_are_stamped_and_reaped<S: Store>(s: S) {
+    let store = Arc::new(s);
+    let r = Replica::new(store.clone(), ReplicaLimits::default()).unwrap();
+    let data = Value::Data(Bytes::from_static(b"a"));
+    let (live, _) = r.coordinate(1, b"k", "n1", &VersionVector::new(), data, 3).unwrap();
+    assert_eq!(live.deleted_at, None);
+    assert!(!r.reap_if(1, b"k", |_| true).unwrap(), "a live key is never reaped");
+    let (dead, _) = r
+        .coordinate(1, b"k", "n1", &live.siblings.context(), Value::Tombstone, 3)
+        .unwrap();
+    assert!(dead.deleted_at.is_some(), "a delete stamps the tombstone");
+    assert!(!r.reap_if(1, b"k", |_| false).unwrap(), "the caller's check can refuse");
+    assert!(r.reap_if(1, b"k", |_| true).unwrap());
+    assert!(r.read(1, b"k").unwrap().is_none());
+    // The key is gone, but a new blind write still gets a dot above the tombstone's: another
+    // replica still holding {n1:2} must not swallow it.
+    let again = Value::Data(Bytes::from_static(b"b"));
+    let (_, outcome) = r.coordinate(1, b"k", "n1", &VersionVector::new(), again, 3).unwrap();
+    assert!(outcome.dot.counter > dead.siblings.siblings()[0].dot.counter);
+    // The clock survives a reopen of the replica.
+    let minted = outcome.dot.counter;
+    drop(r);
+    let r = Replica::new(store, ReplicaLimits::default()).unwrap();
+    let (_, outcome) = r
+        .coordinate(2, b"other", "n1", &VersionVector::new(), Value::Tombstone, 3)
+        .unwrap();
+    assert!(
+        outcome.dot.counter > minted,
+        "a reopened replica mints above what it minted before"
+    );
 }
 
 fn get_missing_is_none<S: Store>(s: S) {
@@ -70,31 +222,28 @@ fn scan_is_ordered_and_bounded<S: Store>(s: S) {
     }
     s.put(6, b"z", &object("n1", b"v")).unwrap();
     s.put(4, b"z", &object("n1", b"v")).unwrap();
+    let order = store_order(&[b"a", b"b", b"c"]);
     let mut seen = Vec::new();
     s.scan_partition(5, b"", &mut |k, _| {
         seen.push(k.to_vec());
         true
     })
     .unwrap();
-    assert_eq!(seen, vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+    assert_eq!(seen, order);
     let mut first = Vec::new();
     s.scan_partition(5, b"", &mut |k, _| {
         first.push(k.to_vec());
         false
     })
     .unwrap();
-    assert_eq!(first, vec![b"a".to_vec()], "visit returning false stops the scan");
+    assert_eq!(first, order[..1], "visit returning false stops the scan");
     let mut resumed = Vec::new();
-    s.scan_partition(5, b"b", &mut |k, _| {
+    s.scan_partition(5, &order[1], &mut |k, _| {
         resumed.push(k.to_vec());
         true
     })
     .unwrap();
-    assert_eq!(
-        resumed,
-        vec![b"b".to_vec(), b"c".to_vec()],
-        "a scan resumes at `from`, inclusive"
-    );
+    assert_eq!(resumed, order[1..], "a scan resumes at `from`, inclusive");
 }
 
 fn meta_round_trips<S: Store>(s: S) {
@@ -120,7 +269,7 @@ fn delete_removes<S: Store>(s: S) {
 }
 
 fn replica_merges_and_mints<S: Store>(s: S) {
-    let r = Replica::new(Arc::new(s), ReplicaLimits::default());
+    let r = Replica::new(Arc::new(s), ReplicaLimits::default()).unwrap();
     let data = |v: &'static [u8]| Value::Data(Bytes::from_static(v));
     let (o1, _) = r
         .coordinate(9, b"k", "n1", &VersionVector::new(), data(b"a"), 3)
@@ -145,7 +294,7 @@ fn replica_refuses_oversized_objects<S: Store>(s: S) {
         max_object_bytes: 1024,
         ..Default::default()
     };
-    let r = Replica::new(Arc::new(s), limits);
+    let r = Replica::new(Arc::new(s), limits).unwrap();
     let big = Value::Data(Bytes::from(vec![7u8; 2048]));
     match r.coordinate(1, b"k", "n1", &VersionVector::new(), big, 3) {
         Err(ReplicaError::ObjectTooLarge { limit, .. }) => assert_eq!(limit, 1024),
@@ -186,7 +335,7 @@ fn rocks_store_survives_reopen() {
 }
 
 fn replica_exports_and_drops_by_n<S: Store>(s: S) {
-    let r = Replica::new(Arc::new(s), ReplicaLimits::default());
+    let r = Replica::new(Arc::new(s), ReplicaLimits::default()).unwrap();
     for (i, n) in [1u8, 2, 3, 2, 3, 1].into_iter().enumerate() {
         let key = format!("k{i}");
         let v = Value::Data(Bytes::from(vec![b'x'; 100]));
@@ -199,21 +348,35 @@ fn replica_exports_and_drops_by_n<S: Store>(s: S) {
             .map(|(k, _)| String::from_utf8(k.clone()).unwrap())
             .collect::<Vec<_>>()
     };
+    // Keys in store order, with the n each was written with.
+    let ns = [1u8, 2, 3, 2, 3, 1];
+    let order: Vec<String> = store_order(&[b"k0", b"k1", b"k2", b"k3", b"k4", b"k5"])
+        .into_iter()
+        .map(|k| String::from_utf8(k).unwrap())
+        .collect();
+    let n_of = |k: &str| ns[k[1..].parse::<usize>().unwrap()];
+    let with_n = |lo: u8, hi: u8| {
+        order
+            .iter()
+            .filter(|k| (lo..=hi).contains(&n_of(k)))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
     let (all, resume) = r.export(4, b"", 2, 3, usize::MAX).unwrap();
-    assert_eq!(keys(&all), ["k1", "k2", "k3", "k4"]);
+    assert_eq!(keys(&all), with_n(2, 3));
     assert_eq!(resume, None);
     // Chunked: a chunk stops before the object that would overflow max_bytes (each object here
     // is 102 bytes), and the next resumes where it stopped.
     let (first, resume) = r.export(4, b"", 1, 3, 250).unwrap();
-    assert_eq!(keys(&first), ["k0", "k1"]);
+    assert_eq!(keys(&first), order[..2]);
     let (rest, end) = r.export(4, &resume.unwrap(), 1, 3, usize::MAX).unwrap();
-    assert_eq!(keys(&rest), ["k2", "k3", "k4", "k5"]);
+    assert_eq!(keys(&rest), order[2..]);
     // An object larger than max_bytes still goes, alone, so a transfer always progresses.
     let (one, more) = r.export(4, b"", 1, 3, 10).unwrap();
-    assert_eq!(keys(&one), ["k0"]);
-    assert_eq!(more.as_deref(), Some(b"k1".as_slice()));
+    assert_eq!(keys(&one), order[..1]);
+    assert_eq!(more.as_deref(), Some(order[1].as_bytes()));
     assert_eq!(end, None);
     assert_eq!(r.drop_range(4, 1, 2).unwrap(), 4);
     let (left, _) = r.export(4, b"", 1, 3, usize::MAX).unwrap();
-    assert_eq!(keys(&left), ["k2", "k4"]);
+    assert_eq!(keys(&left), with_n(3, 3));
 }

@@ -23,6 +23,6 @@ mod conformance;
 
 pub use memory::MemoryStore;
 pub use object::{Object, Value, OBJECT_FORMAT_VERSION};
-pub use replica::{Replica, ReplicaError, ReplicaLimits};
+pub use replica::{unix_ms, Export, Replica, ReplicaError, ReplicaLimits, ReplicaObserver};
 pub use rocks::{RocksOptions, RocksStore};
-pub use store::{Store, StoreError};
+pub use store::{segment_of, HintVisit, Store, StoreError, SEGMENTS};

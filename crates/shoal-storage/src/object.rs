@@ -40,6 +40,12 @@ impl Value {
 pub struct Object {
     pub siblings: SiblingSet<Value>,
     pub n: u8,
+    /// When this replica last changed the object into one that is all tombstones (Unix ms, by
+    /// this node's clock); `None` while any value is live. Tombstone GC waits a grace period
+    /// from it. Local bookkeeping: it is not part of the object's version, and a merge keeps the
+    /// receiving replica's own stamp.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<u64>,
 }
 
 impl Object {

@@ -3,7 +3,9 @@
 //! Two writers racing on the same key at one replica must not lose each other's sibling, so
 //! every read-merge-write runs under a lock striped by key hash.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 use shoal_version::{SiblingLimits, VersionError, VersionVector, WriteOutcome};
@@ -12,6 +14,32 @@ use crate::object::{Object, Value};
 use crate::store::{Store, StoreError};
 
 const LOCK_STRIPES: usize = 1024;
+
+/// The meta key holding the highest dot counter this node may have minted (see
+/// [`Replica::coordinate`]).
+const META_DOT_CLOCK: &str = "replica/dot_clock";
+/// How far ahead of the counters in use the persisted dot clock runs, so it is written once
+/// per this many writes, not on every one.
+const DOT_CLOCK_RESERVE: u64 = 1 << 20;
+
+/// Told of every change to a replica's objects, under the key's lock, so it sees changes to
+/// one key in the order they happened. Anti-entropy keeps its Merkle trees with it.
+pub trait ReplicaObserver: Send + Sync {
+    /// `key` in `partition` went from `old` to `new` (`None`: absent).
+    fn changed(&self, partition: u32, key: &[u8], old: Option<&Object>, new: Option<&Object>);
+}
+
+/// The current time as Unix milliseconds.
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Sets `obj.deleted_at` after a change: now if the change left it all tombstones, else none.
+fn stamp(obj: &mut Object) {
+    obj.deleted_at = obj.is_deleted().then(unix_ms);
+}
 
 #[derive(Clone, Copy, Debug)]
 pub struct ReplicaLimits {
@@ -50,15 +78,58 @@ pub struct Replica<S: Store> {
     store: Arc<S>,
     locks: Vec<Mutex<()>>,
     limits: ReplicaLimits,
+    observer: OnceLock<Arc<dyn ReplicaObserver>>,
+    /// Every dot this node mints is above this counter, whatever the key: a node-wide floor
+    /// that only grows, so a key this replica forgot cannot get a dot it minted before.
+    dot_clock: AtomicU64,
+    /// The dot clock value persisted in the meta column family; counters never pass it
+    /// without persisting a higher one first, so a restart starts above anything minted.
+    dot_clock_reserved: Mutex<u64>,
 }
 
 impl<S: Store> Replica<S> {
-    pub fn new(store: Arc<S>, limits: ReplicaLimits) -> Self {
-        Self {
+    /// Opens the replica over `store`, restoring its dot clock.
+    pub fn new(store: Arc<S>, limits: ReplicaLimits) -> Result<Self, StoreError> {
+        let reserved = match store.get_meta(META_DOT_CLOCK)? {
+            Some(b) => u64::from_be_bytes(
+                b.as_slice()
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt(format!("dot clock record of {} bytes", b.len())))?,
+            ),
+            None => 0,
+        };
+        Ok(Self {
             store,
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             limits,
+            observer: OnceLock::new(),
+            dot_clock: AtomicU64::new(reserved),
+            dot_clock_reserved: Mutex::new(reserved),
+        })
+    }
+
+    /// Attach the observer of every change (once; later calls are ignored and return false).
+    pub fn set_observer(&self, observer: Arc<dyn ReplicaObserver>) -> bool {
+        self.observer.set(observer).is_ok()
+    }
+
+    fn notify(&self, partition: u32, key: &[u8], old: Option<&Object>, new: Option<&Object>) {
+        if let Some(o) = self.observer.get() {
+            o.changed(partition, key, old, new);
         }
+    }
+
+    /// Record that `counter` was minted, persisting a new reservation first when it reaches
+    /// the persisted one.
+    fn advance_dot_clock(&self, counter: u64) -> Result<(), StoreError> {
+        self.dot_clock.fetch_max(counter, Ordering::SeqCst);
+        let mut reserved = self.dot_clock_reserved.lock();
+        if counter >= *reserved {
+            let next = counter.saturating_add(DOT_CLOCK_RESERVE);
+            self.store.put_meta(META_DOT_CLOCK, &next.to_be_bytes())?;
+            *reserved = next;
+        }
+        Ok(())
     }
 
     pub fn store(&self) -> &Arc<S> {
@@ -90,10 +161,15 @@ impl<S: Store> Replica<S> {
         n: u8,
     ) -> Result<(Object, WriteOutcome), ReplicaError> {
         let _guard = self.lock(key);
-        let mut obj = self.store.get(partition, key)?.unwrap_or_default();
+        let old = self.store.get(partition, key)?;
+        let mut obj = old.clone().unwrap_or_default();
         let before = obj.siblings.context();
-        let outcome = obj.siblings.write(actor, context, value, &self.limits.siblings)?;
+        let floor = self.dot_clock.load(Ordering::SeqCst);
+        let outcome = obj
+            .siblings
+            .write_above(actor, context, value, &self.limits.siblings, floor)?;
         obj.n = obj.n.max(n);
+        stamp(&mut obj);
         let size = obj.encode().len();
         if size > self.limits.max_object_bytes {
             return Err(ReplicaError::ObjectTooLarge {
@@ -102,7 +178,9 @@ impl<S: Store> Replica<S> {
                 context: before,
             });
         }
+        self.advance_dot_clock(outcome.dot.counter)?;
         self.store.put(partition, key, &obj)?;
+        self.notify(partition, key, old.as_ref(), Some(&obj));
         Ok((obj, outcome))
     }
 
@@ -110,20 +188,22 @@ impl<S: Store> Replica<S> {
     /// when the merge changed something. Returns the merged object.
     pub fn apply(&self, partition: u32, key: &[u8], incoming: &Object) -> Result<Object, ReplicaError> {
         let _guard = self.lock(key);
-        match self.store.get(partition, key)? {
-            Some(mut local) => {
+        let old = self.store.get(partition, key)?;
+        let mut merged = match &old {
+            Some(local) => {
                 if local.siblings.covers(&incoming.siblings) && local.n >= incoming.n {
-                    return Ok(local);
+                    return Ok(local.clone());
                 }
-                local.merge(incoming);
-                self.store.put(partition, key, &local)?;
-                Ok(local)
+                let mut m = local.clone();
+                m.merge(incoming);
+                m
             }
-            None => {
-                self.store.put(partition, key, incoming)?;
-                Ok(incoming.clone())
-            }
-        }
+            None => incoming.clone(),
+        };
+        stamp(&mut merged);
+        self.store.put(partition, key, &merged)?;
+        self.notify(partition, key, old.as_ref(), Some(&merged));
+        Ok(merged)
     }
 
     /// One chunk of a partition transfer: the objects of `partition` whose replication factor
@@ -177,10 +257,26 @@ impl<S: Store> Replica<S> {
             if let Some(obj) = self.store.get(partition, &key)? {
                 if (n_min..=n_max).contains(&obj.n) {
                     self.store.delete(partition, &key)?;
+                    self.notify(partition, &key, Some(&obj), None);
                     dropped += 1;
                 }
             }
         }
         Ok(dropped)
+    }
+
+    /// Tombstone GC: delete `key` if this replica holds it as all tombstones and `still` agrees
+    /// (checked under the key's lock, so a write that revived the key in between wins).
+    /// Returns whether it was deleted.
+    pub fn reap_if(&self, partition: u32, key: &[u8], still: impl FnOnce(&Object) -> bool) -> Result<bool, StoreError> {
+        let _guard = self.lock(key);
+        match self.store.get(partition, key)? {
+            Some(obj) if obj.is_deleted() && still(&obj) => {
+                self.store.delete(partition, key)?;
+                self.notify(partition, key, Some(&obj), None);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 }

@@ -1,16 +1,30 @@
 //! The RocksDB [`Store`]. Objects live in their own column family, keyed by the partition id
-//! (4 bytes, big-endian) followed by the user key, so one partition is one contiguous range.
+//! (4 bytes, big-endian), the key's Merkle segment (2 bytes) and the user key, so one partition
+//! is one contiguous range and so is each of its segments. Hints have a column family of their
+//! own, keyed by intended owner.
 
 use std::path::Path;
 
 use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteOptions, DB};
 
 use crate::object::Object;
-use crate::store::{Store, StoreError};
+use crate::store::{
+    hint_key, hint_prefix, hint_start, object_key, scan_start, segment_prefix, split_hint_key, HintVisit, Store,
+    StoreError,
+};
 
 const CF_OBJECTS: &str = "objects";
 /// Node metadata: the SWIM incarnation, the layout record, known peers, transfer progress.
 const CF_META: &str = "meta";
+/// Hinted handoff: copies held for nodes that were down when they were written.
+const CF_HINTS: &str = "hints";
+/// The meta key recording the on-disk key format. Format 2 put the Merkle segment into object
+/// keys; a database written by format 1 would scan in the wrong order, so it is refused.
+const META_FORMAT: &str = "storage/key_format";
+const KEY_FORMAT: u8 = 2;
+
+/// A visitor over raw (key, value) records: continue?
+type RawVisit<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool, StoreError> + 'a;
 
 #[derive(Clone, Debug)]
 pub struct RocksOptions {
@@ -38,13 +52,6 @@ fn engine(e: rocksdb::Error) -> StoreError {
     StoreError::Engine(e.into_string())
 }
 
-fn storage_key(partition: u32, key: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(4 + key.len());
-    k.extend_from_slice(&partition.to_be_bytes());
-    k.extend_from_slice(key);
-    k
-}
-
 impl RocksStore {
     pub fn open(path: &Path, options: &RocksOptions) -> Result<Self, StoreError> {
         let mut db_opts = Options::default();
@@ -60,12 +67,35 @@ impl RocksStore {
         let cfs = vec![
             ColumnFamilyDescriptor::new(CF_OBJECTS, cf_opts),
             ColumnFamilyDescriptor::new(CF_META, Options::default()),
+            ColumnFamilyDescriptor::new(CF_HINTS, Options::default()),
         ];
         let db = DB::open_cf_descriptors(&db_opts, path, cfs).map_err(engine)?;
-        Ok(Self {
+        let store = Self {
             db,
             sync_writes: options.sync_writes,
-        })
+        };
+        store.check_format()?;
+        Ok(store)
+    }
+
+    /// Stamps a new database with the key format, and refuses one written in another format.
+    fn check_format(&self) -> Result<(), StoreError> {
+        match self.get_meta(META_FORMAT)? {
+            Some(v) if v == [KEY_FORMAT] => Ok(()),
+            Some(v) => Err(StoreError::Corrupt(format!(
+                "the database uses key format {v:?}; this build reads format {KEY_FORMAT}"
+            ))),
+            None => {
+                let mut any = self.db.iterator_cf(self.objects()?, IteratorMode::Start);
+                if any.next().is_some() {
+                    return Err(StoreError::Corrupt(format!(
+                        "the database predates key format {KEY_FORMAT} (Merkle segments in object keys); \
+                         wipe the data directory and let anti-entropy and transfers refill it"
+                    )));
+                }
+                self.put_meta(META_FORMAT, &[KEY_FORMAT])
+            }
+        }
     }
 
     fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily, StoreError> {
@@ -76,6 +106,28 @@ impl RocksStore {
 
     fn objects(&self) -> Result<&rocksdb::ColumnFamily, StoreError> {
         self.cf(CF_OBJECTS)
+    }
+
+    fn hints(&self) -> Result<&rocksdb::ColumnFamily, StoreError> {
+        self.cf(CF_HINTS)
+    }
+
+    /// Visits `(key without its first `strip` bytes, value)` for every key of `cf` that starts
+    /// with `prefix`, from `start` on, until `visit` returns false.
+    fn scan_prefix(
+        &self,
+        cf: &rocksdb::ColumnFamily,
+        prefix: &[u8],
+        start: &[u8],
+        visit: &mut RawVisit<'_>,
+    ) -> Result<(), StoreError> {
+        for item in self.db.iterator_cf(cf, IteratorMode::From(start, Direction::Forward)) {
+            let (k, v) = item.map_err(engine)?;
+            if !k.starts_with(prefix) || !visit(&k, &v)? {
+                break;
+            }
+        }
+        Ok(())
     }
 
     fn write_options(&self) -> WriteOptions {
@@ -90,7 +142,7 @@ impl RocksStore {
 impl Store for RocksStore {
     fn get(&self, partition: u32, key: &[u8]) -> Result<Option<Object>, StoreError> {
         let cf = self.objects()?;
-        match self.db.get_pinned_cf(cf, storage_key(partition, key)).map_err(engine)? {
+        match self.db.get_pinned_cf(cf, object_key(partition, key)).map_err(engine)? {
             Some(bytes) => Object::decode(&bytes).map(Some),
             None => Ok(None),
         }
@@ -99,14 +151,14 @@ impl Store for RocksStore {
     fn put(&self, partition: u32, key: &[u8], object: &Object) -> Result<(), StoreError> {
         let cf = self.objects()?;
         self.db
-            .put_cf_opt(cf, storage_key(partition, key), object.encode(), &self.write_options())
+            .put_cf_opt(cf, object_key(partition, key), object.encode(), &self.write_options())
             .map_err(engine)
     }
 
     fn delete(&self, partition: u32, key: &[u8]) -> Result<(), StoreError> {
         let cf = self.objects()?;
         self.db
-            .delete_cf_opt(cf, storage_key(partition, key), &self.write_options())
+            .delete_cf_opt(cf, object_key(partition, key), &self.write_options())
             .map_err(engine)
     }
 
@@ -116,20 +168,22 @@ impl Store for RocksStore {
         from: &[u8],
         visit: &mut dyn FnMut(&[u8], Object) -> bool,
     ) -> Result<(), StoreError> {
-        let cf = self.objects()?;
         let prefix = partition.to_be_bytes();
-        let start = storage_key(partition, from);
-        let iter = self.db.iterator_cf(cf, IteratorMode::From(&start, Direction::Forward));
-        for item in iter {
-            let (k, v) = item.map_err(engine)?;
-            if !k.starts_with(&prefix) {
-                break;
-            }
-            if !visit(&k[4..], Object::decode(&v)?) {
-                break;
-            }
-        }
-        Ok(())
+        self.scan_prefix(self.objects()?, &prefix, &scan_start(partition, from), &mut |k, v| {
+            Ok(visit(&k[6..], Object::decode(v)?))
+        })
+    }
+
+    fn scan_segment(
+        &self,
+        partition: u32,
+        segment: u16,
+        visit: &mut dyn FnMut(&[u8], Object) -> bool,
+    ) -> Result<(), StoreError> {
+        let prefix = segment_prefix(partition, segment);
+        self.scan_prefix(self.objects()?, &prefix, &prefix, &mut |k, v| {
+            Ok(visit(&k[6..], Object::decode(v)?))
+        })
     }
 
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -144,5 +198,42 @@ impl Store for RocksStore {
         self.db
             .put_cf_opt(self.cf(CF_META)?, key.as_bytes(), value, &w)
             .map_err(engine)
+    }
+
+    fn hint_put(&self, owner: &str, partition: u32, key: &[u8], record: &[u8]) -> Result<(), StoreError> {
+        self.db
+            .put_cf_opt(
+                self.hints()?,
+                hint_key(owner, partition, key),
+                record,
+                &self.write_options(),
+            )
+            .map_err(engine)
+    }
+
+    fn hint_get(&self, owner: &str, partition: u32, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db
+            .get_cf(self.hints()?, hint_key(owner, partition, key))
+            .map_err(engine)
+    }
+
+    fn hint_delete(&self, owner: &str, partition: u32, key: &[u8]) -> Result<(), StoreError> {
+        self.db
+            .delete_cf_opt(self.hints()?, hint_key(owner, partition, key), &self.write_options())
+            .map_err(engine)
+    }
+
+    fn hint_scan(
+        &self,
+        owner: Option<&str>,
+        from: Option<(u32, &[u8])>,
+        visit: &mut HintVisit<'_>,
+    ) -> Result<(), StoreError> {
+        let prefix = owner.map(hint_prefix).unwrap_or_default();
+        self.scan_prefix(self.hints()?, &prefix, &hint_start(owner, from), &mut |k, v| {
+            let (owner, partition, key) =
+                split_hint_key(k).ok_or_else(|| StoreError::Corrupt(format!("malformed hint key {k:?}")))?;
+            Ok(visit(owner, partition, key, v))
+        })
     }
 }

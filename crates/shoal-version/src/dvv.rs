@@ -173,6 +173,23 @@ impl<V: Clone + PartialEq> SiblingSet<V> {
         value: V,
         limits: &SiblingLimits,
     ) -> Result<WriteOutcome, VersionError> {
+        self.write_above(actor, ctx, value, limits, 0)
+    }
+
+    /// [`SiblingSet::write`], with the new dot's counter also above `floor`.
+    ///
+    /// A replica that no longer holds a key (its tombstone was collected, or the partition
+    /// moved away and back) would otherwise mint counters from 1 again, and a dot it minted
+    /// before, still held by another replica, would cover the new write and silently drop it
+    /// (Riak's KV679). A node-wide counter floor that only grows keeps every new dot fresh.
+    pub fn write_above(
+        &mut self,
+        actor: &str,
+        ctx: &VersionVector,
+        value: V,
+        limits: &SiblingLimits,
+        floor: u64,
+    ) -> Result<WriteOutcome, VersionError> {
         let highest = self
             .siblings
             .iter()
@@ -180,7 +197,7 @@ impl<V: Clone + PartialEq> SiblingSet<V> {
                 let own = if s.dot.actor == actor { s.dot.counter } else { 0 };
                 own.max(s.past.get(actor))
             })
-            .fold(ctx.get(actor), u64::max);
+            .fold(ctx.get(actor).max(floor), u64::max);
         let counter = highest
             .checked_add(1)
             .ok_or_else(|| VersionError::Malformed(format!("the counter of actor {actor} is exhausted")))?;
@@ -314,6 +331,32 @@ mod tests {
     #[test]
     fn default_limits_are_25_and_100() {
         assert_eq!(SiblingLimits::default(), SiblingLimits { warn: 25, max: 100 });
+    }
+
+    #[test]
+    fn a_floor_keeps_a_forgotten_key_s_dots_fresh() {
+        // A replica that minted n1:5 for a key, then lost the key (tombstone GC), must not
+        // mint n1:1 again: another replica's {n1:5} would cover it and drop the write.
+        let mut old = SiblingSet::new();
+        for v in 0..5u32 {
+            old.write("n1", &old.context(), v, &unlimited()).unwrap();
+        }
+        let mut fresh = SiblingSet::new();
+        let out = fresh
+            .write_above("n1", &VersionVector::new(), 9, &unlimited(), 5)
+            .unwrap();
+        assert_eq!(out.dot, Dot::new("n1", 6));
+        let mut merged = old.clone();
+        merged.merge(&fresh);
+        assert!(merged.values().any(|v| *v == 9), "the new write survives the merge");
+        let mut unfloored = SiblingSet::new();
+        unfloored.write("n1", &VersionVector::new(), 9, &unlimited()).unwrap();
+        let mut lost = old;
+        lost.merge(&unfloored);
+        assert!(
+            !lost.values().any(|v| *v == 9),
+            "without the floor the old clock covers it"
+        );
     }
 
     #[test]

@@ -49,6 +49,10 @@ pub struct BenchArgs {
     zipfian: bool,
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
+    /// Offered load in operations per second (open loop; latency counted from each
+    /// operation's scheduled start). Without it, each client sends as fast as it is answered.
+    #[arg(long)]
+    rate: Option<f64>,
     /// Measured seconds.
     #[arg(long, default_value_t = 20)]
     duration: u64,
@@ -71,6 +75,9 @@ pub struct BenchArgs {
     /// Base port for the embedded clusters' HTTP (peer = +1000, QUIC = +2000).
     #[arg(long, default_value_t = 28080)]
     base_port: u16,
+    /// Skip writing the keys before the run (they were written by an earlier run).
+    #[arg(long)]
+    no_preload: bool,
     /// Write the report as JSON here too.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -112,8 +119,10 @@ async fn run_one(
     pids: &[u32],
 ) -> anyhow::Result<Outcome> {
     let clients = clients(&endpoints, ca.as_deref()).await?;
-    eprintln!("{label}: preloading {} keys of {} bytes", w.keys, w.value_size);
-    shoal_bench::preload(&clients, w).await.context("preloading keys")?;
+    if !args.no_preload {
+        eprintln!("{label}: preloading {} keys of {} bytes", w.keys, w.value_size);
+        shoal_bench::preload(&clients, w).await.context("preloading keys")?;
+    }
     eprintln!(
         "{label}: {} clients, n={:?} w={:?} r={:?}, {} s warm-up + {} s measured over {}",
         w.concurrency,
@@ -235,6 +244,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
             KeyDistribution::Uniform
         },
         seed: args.seed,
+        rate: args.rate,
     };
     let main = workload(args.n, args.w, args.r);
     let mut outcomes = Vec::new();

@@ -19,6 +19,9 @@ pub struct Target {
     /// Timeout in milliseconds.
     #[arg(long)]
     pub timeout_ms: Option<u32>,
+    /// Count only the preference list toward W and R (strict quorum): no hinted copies.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 #[derive(Subcommand)]
@@ -80,6 +83,9 @@ pub enum AdminCommand {
         #[arg(long)]
         no_wait: bool,
     },
+    /// Anti-entropy and hinted handoff.
+    #[command(subcommand)]
+    Aae(AaeCommand),
     /// Decommission the node at --endpoint: its partitions stream to their new owners, then
     /// it marks itself left and stops.
     Leave {
@@ -97,6 +103,83 @@ pub enum AdminCommand {
         #[arg(long)]
         no_wait: bool,
     },
+}
+
+#[derive(Subcommand)]
+pub enum AaeCommand {
+    /// The node's Merkle trees (keys, tombstones, root, last exchange) and the hints it holds.
+    Status {
+        #[arg(long, env = "SHOAL_ENDPOINT", default_value = "http://127.0.0.1:8080")]
+        endpoint: String,
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+async fn aae_status(endpoint: &str, json: bool) -> anyhow::Result<std::process::ExitCode> {
+    let status = match shoal_client::http_get_json(endpoint, "/v1/admin/aae").await {
+        Ok(s) => s,
+        Err(e) => return report(e),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
+    let trees = status["trees"].as_array().cloned().unwrap_or_default();
+    let count = |f: &str| trees.iter().map(|t| t[f].as_u64().unwrap_or(0)).sum::<u64>();
+    let field = |t: &serde_json::Value, f: &str| t["last_exchange"]["report"][f].as_u64().unwrap_or(0);
+    let exchanged: Vec<&serde_json::Value> = trees.iter().filter(|t| t["last_exchange"].is_object()).collect();
+    let in_sync = exchanged
+        .iter()
+        .filter(|t| t["last_exchange"]["result"] == "in_sync")
+        .count();
+    println!(
+        "node {}  anti-entropy {} (every {} ms)",
+        status["node"].as_str().unwrap_or("?"),
+        if status["enabled"] == true { "on" } else { "off" },
+        status["interval_ms"],
+    );
+    println!(
+        "{} trees, {} keys, {} tombstones; {} exchanged, {} in sync at their last exchange",
+        trees.len(),
+        count("keys"),
+        count("tombstones"),
+        exchanged.len(),
+        in_sync
+    );
+    let divergent: u64 = exchanged.iter().map(|t| field(t, "divergent")).sum();
+    let repaired: u64 = exchanged.iter().map(|t| field(t, "pulled") + field(t, "pushed")).sum();
+    println!("last exchanges found {divergent} divergent keys and repaired {repaired}");
+    let mut recent: Vec<&&serde_json::Value> = exchanged.iter().filter(|t| field(t, "divergent") > 0).collect();
+    recent.sort_by_key(|t| std::cmp::Reverse(t["last_exchange"]["at_ms"].as_u64().unwrap_or(0)));
+    if !recent.is_empty() {
+        println!(
+            "{:>9} {:>2} {:<10} {:>9} {:>7} {:>7}  RESULT",
+            "PARTITION", "N", "PEER", "DIVERGENT", "PULLED", "PUSHED"
+        );
+        for t in recent.iter().take(20) {
+            let x = &t["last_exchange"];
+            println!(
+                "{:>9} {:>2} {:<10} {:>9} {:>7} {:>7}  {}",
+                t["partition"],
+                t["n"],
+                x["peer"].as_str().unwrap_or("?"),
+                field(t, "divergent"),
+                field(t, "pulled"),
+                field(t, "pushed"),
+                x["result"].as_str().unwrap_or("?"),
+            );
+        }
+    }
+    let hints = status["hints"].as_array().cloned().unwrap_or_default();
+    if hints.is_empty() {
+        println!("hints: none held");
+    }
+    for h in hints {
+        println!("hints for {}: {}", h["target"].as_str().unwrap_or("?"), h["pending"]);
+    }
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
 /// Polls `endpoint`'s status until the change proposed at `epoch` has committed, printing the
@@ -174,6 +257,7 @@ fn options(t: &Target, w: Option<u8>, r: Option<u8>) -> Options {
         w,
         r,
         timeout_ms: t.timeout_ms,
+        sloppy: t.strict.then_some(false),
     }
 }
 
@@ -226,7 +310,10 @@ pub async fn run(cmd: KvCommand) -> anyhow::Result<std::process::ExitCode> {
                 .await
             {
                 Ok(done) => {
-                    println!("ok: {} acks, {} sibling(s)", done.acks, done.siblings);
+                    println!(
+                        "ok: {} acks ({} hinted), {} sibling(s)",
+                        done.acks, done.hinted, done.siblings
+                    );
                     if done.sibling_warning {
                         eprintln!(
                             "warning: {} siblings; resolve them by writing with the context",
@@ -243,7 +330,7 @@ pub async fn run(cmd: KvCommand) -> anyhow::Result<std::process::ExitCode> {
             let opts = options(&write.target, write.w, None);
             match client.delete(key.as_bytes(), write.context.as_deref(), &opts).await {
                 Ok(done) => {
-                    println!("deleted: {} acks", done.acks);
+                    println!("deleted: {} acks ({} hinted)", done.acks, done.hinted);
                     println!("context: {}", done.context);
                     Ok(std::process::ExitCode::SUCCESS)
                 }
@@ -280,6 +367,7 @@ pub async fn admin(cmd: AdminCommand) -> anyhow::Result<std::process::ExitCode> 
             )
             .await
         }
+        AdminCommand::Aae(AaeCommand::Status { endpoint, json }) => aae_status(&endpoint, json).await,
         AdminCommand::Status { endpoint, json } => {
             let status = match shoal_client::http_get_json(&endpoint, "/v1/admin/status").await {
                 Ok(s) => s,

@@ -51,6 +51,27 @@ enum Command {
         /// The node's data directory (node.data_dir).
         #[arg(long)]
         data_dir: PathBuf,
+        /// List the hints it holds for other nodes instead
+        /// (`{"target", "partition", "key"}`).
+        #[arg(long)]
+        hints: bool,
+    },
+    /// Write a value straight into a stopped node's storage, as if that node had coordinated
+    /// it, bypassing the cluster: divergence that only anti-entropy can find (for testing
+    /// repair).
+    Inject {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The node's id: the actor of the new write's dot.
+        #[arg(long)]
+        node_id: String,
+        /// cluster.partitions of the cluster.
+        #[arg(long, default_value_t = 1024)]
+        partitions: u32,
+        #[arg(long, default_value_t = 3)]
+        n: u8,
+        key: String,
+        value: String,
     },
 }
 
@@ -71,7 +92,15 @@ fn main() -> std::process::ExitCode {
             Command::Kv(c) => kv::run(c).await,
             Command::Admin(c) => kv::admin(c).await,
             Command::Bench(args) => bench_cmd::run(args).await,
-            Command::Inspect { data_dir } => inspect(&data_dir),
+            Command::Inspect { data_dir, hints } => inspect(&data_dir, hints),
+            Command::Inject {
+                data_dir,
+                node_id,
+                partitions,
+                n,
+                key,
+                value,
+            } => inject(&data_dir, &node_id, partitions, n, &key, value),
         }
     });
     match result {
@@ -98,15 +127,68 @@ async fn serve(config: Option<PathBuf>, set: Vec<String>) -> anyhow::Result<std:
     Ok(std::process::ExitCode::SUCCESS)
 }
 
-fn inspect(data_dir: &std::path::Path) -> anyhow::Result<std::process::ExitCode> {
-    use shoal_storage::Store;
-    use std::io::Write;
+fn open_stopped(data_dir: &std::path::Path) -> anyhow::Result<shoal_storage::RocksStore> {
     let path = data_dir.join("db");
     anyhow::ensure!(path.exists(), "{} holds no Shoal database", path.display());
-    let store = shoal_storage::RocksStore::open(&path, &shoal_storage::RocksOptions::default())
-        .map_err(|e| anyhow::anyhow!("opening {} (is the node still running?): {e}", path.display()))?;
+    shoal_storage::RocksStore::open(&path, &shoal_storage::RocksOptions::default())
+        .map_err(|e| anyhow::anyhow!("opening {} (is the node still running?): {e}", path.display()))
+}
+
+fn inject(
+    data_dir: &std::path::Path,
+    node_id: &str,
+    partitions: u32,
+    n: u8,
+    key: &str,
+    value: String,
+) -> anyhow::Result<std::process::ExitCode> {
+    let store = std::sync::Arc::new(open_stopped(data_dir)?);
+    let replica = shoal_storage::Replica::new(store, shoal_storage::ReplicaLimits::default())?;
+    let partition = shoal_ring::partition_for_hash(shoal_ring::key_hash(key.as_bytes()), partitions);
+    let current = replica.read(partition, key.as_bytes())?;
+    let context = current.map(|o| o.siblings.context()).unwrap_or_default();
+    let (obj, outcome) = replica.coordinate(
+        partition,
+        key.as_bytes(),
+        node_id,
+        &context,
+        shoal_storage::Value::Data(value.into()),
+        n,
+    )?;
+    println!(
+        "{}",
+        serde_json::json!({"partition": partition, "key": key, "dot": outcome.dot.to_string(), "siblings": obj.siblings.len()})
+    );
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn inspect(data_dir: &std::path::Path, hints: bool) -> anyhow::Result<std::process::ExitCode> {
+    use shoal_storage::Store;
+    use std::io::Write;
+    let store = open_stopped(data_dir)?;
     let out = std::io::stdout();
     let mut out = out.lock();
+    if hints {
+        let mut failed = None;
+        store.hint_scan(None, None, &mut |target, partition, key, _| {
+            let line = serde_json::json!({
+                "target": target,
+                "partition": partition,
+                "key": String::from_utf8_lossy(key),
+            });
+            match writeln!(out, "{line}") {
+                Ok(()) => true,
+                Err(e) => {
+                    failed = Some(e);
+                    false
+                }
+            }
+        })?;
+        return match failed {
+            Some(e) => Err(e.into()),
+            None => Ok(std::process::ExitCode::SUCCESS),
+        };
+    }
     for partition in 0..shoal_ring::MAX_PARTITIONS {
         let mut failed = None;
         store.scan_partition(partition, b"", &mut |key, obj| {

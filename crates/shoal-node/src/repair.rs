@@ -1,0 +1,164 @@
+//! The background repair loops of a node: hinted handoff delivery and anti-entropy exchanges
+//! with tombstone GC. The mechanisms live in `shoal-handoff` and `shoal-antientropy`; this
+//! module decides when and with whom, from SWIM liveness and the layout.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rand::seq::SliceRandom;
+use shoal_antientropy::AntiEntropy;
+use shoal_handoff::Deliver;
+use shoal_net::Throttle;
+use shoal_ring::NodeId;
+use shoal_storage::{Object, RocksStore};
+use tracing::{debug, info};
+
+use crate::membership::Membership;
+use crate::peer::{unexpected, NodeCoordinator, PeerRemote, PeerRequest, PeerResponse, QuicTransport};
+
+/// Hint delivery over the peer protocol.
+pub struct HintTarget {
+    pub membership: Arc<Membership>,
+    pub transport: Arc<QuicTransport>,
+    pub coordinator: Arc<NodeCoordinator>,
+}
+
+impl Deliver for HintTarget {
+    fn ready(&self, owner: &str) -> bool {
+        let id = NodeId::from(owner);
+        // A node that left the layout gets nothing: its hints age out and anti-entropy keeps
+        // the remaining replicas whole.
+        let member = self.coordinator.layout().is_some_and(|l| l.member(&id).is_some());
+        member && self.membership.is_alive(&id)
+    }
+
+    async fn deliver(&self, owner: &str, objects: Vec<(Bytes, Object)>) -> Result<(), String> {
+        let req = PeerRequest::Merge { objects };
+        match self
+            .transport
+            .call(&NodeId::from(owner), req, Duration::from_secs(30))
+            .await?
+        {
+            PeerResponse::Stored => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+/// Exchanges every tree this node replicates with a live other replica once per `interval`,
+/// spread evenly over it, and collects the tombstones every replica holds.
+pub async fn anti_entropy(
+    aae: Arc<AntiEntropy<RocksStore>>,
+    coordinator: Arc<NodeCoordinator>,
+    membership: Arc<Membership>,
+    transport: Arc<QuicTransport>,
+    interval: Duration,
+    throttle: Arc<Throttle>,
+) {
+    let me = coordinator.me().clone();
+    let default_n = coordinator.config().defaults.n;
+    let mut round_no = 0u64;
+    loop {
+        round_no += 1;
+        let Some(placement) = coordinator.placement() else {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        };
+        // During a layout change transfers move the data; exchanging by a layout that is
+        // about to change would compare the wrong replicas.
+        if placement.next.is_some() {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        let layout = placement.current.clone();
+        // The trees to exchange: every one this node holds, and, for the default n, every
+        // partition it replicates even if it holds nothing there yet (a node that lost its
+        // disk or missed every write must ask, not only wait to be told).
+        let mut wanted: std::collections::BTreeSet<(u32, u8)> =
+            aae.trees().list().into_iter().map(|t| (t.partition, t.n)).collect();
+        wanted.extend(
+            layout
+                .partitions_of(&me, default_n as usize)
+                .into_iter()
+                .map(|p| (p, default_n)),
+        );
+        let mut trees: Vec<(u32, u8, Vec<NodeId>)> = wanted
+            .into_iter()
+            .filter_map(|(partition, n)| {
+                let pref = layout.preference_list(partition, n as usize);
+                (pref.len() > 1 && pref.contains(&me)).then(|| {
+                    let others = pref.iter().filter(|p| **p != me).cloned().collect();
+                    (partition, n, others)
+                })
+            })
+            .collect();
+        if trees.is_empty() {
+            tokio::time::sleep(interval.min(Duration::from_secs(1))).await;
+            continue;
+        }
+        trees.shuffle(&mut rand::thread_rng());
+        let pause = interval / trees.len() as u32;
+        let round = tokio::time::Instant::now();
+        let (mut repaired, mut divergent, mut reaped) = (0u64, 0u64, 0u64);
+        for (partition, n, others) in trees {
+            let next = tokio::time::Instant::now() + pause;
+            if coordinator
+                .placement()
+                .is_none_or(|p| !Arc::ptr_eq(&p.current, &layout) || p.next.is_some())
+            {
+                break; // the layout changed: plan again
+            }
+            let live: Vec<&NodeId> = others.iter().filter(|o| membership.is_alive(o)).collect();
+            // Rotate through the other replicas round by round (from a per-tree offset), so
+            // every pair of replicas of a tree meets within n - 1 rounds; a random pick leaves
+            // some pair unmet for many rounds.
+            let peer = (!live.is_empty()).then(|| live[(round_no as usize + partition as usize) % live.len()]);
+            if let Some(peer) = peer {
+                let remote = PeerRemote {
+                    transport: transport.clone(),
+                    node: peer.clone(),
+                };
+                let pace = |bytes: u64| {
+                    let t = throttle.clone();
+                    async move { t.pace(bytes).await }
+                };
+                match aae.exchange(partition, n, peer.as_str(), &remote, pace).await {
+                    Ok(r) => {
+                        divergent += r.divergent;
+                        repaired += r.pulled + r.pushed;
+                    }
+                    Err(e) => debug!(partition, n, %peer, error = %e, "anti-entropy exchange failed"),
+                }
+            }
+            // GC needs every other replica: each must have matched our root after the
+            // tombstone was written, and must delete its copy too.
+            if live.len() == others.len() {
+                let remotes: Vec<(String, PeerRemote)> = others
+                    .iter()
+                    .map(|o| {
+                        let remote = PeerRemote {
+                            transport: transport.clone(),
+                            node: o.clone(),
+                        };
+                        (o.to_string(), remote)
+                    })
+                    .collect();
+                match aae.collect_garbage(partition, n, &remotes).await {
+                    Ok(k) => reaped += k,
+                    Err(e) => debug!(partition, n, error = %e, "tombstone GC failed"),
+                }
+            }
+            tokio::time::sleep_until(next).await;
+        }
+        if divergent > 0 || reaped > 0 {
+            info!(
+                divergent,
+                repaired,
+                reaped,
+                took_ms = round.elapsed().as_millis() as u64,
+                "anti-entropy round"
+            );
+        }
+    }
+}

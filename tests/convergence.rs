@@ -1,0 +1,426 @@
+//! Replicas converge without an operator, with real processes: hinted handoff repairs nodes
+//! that were down during writes, anti-entropy alone repairs them when handoff is off and finds
+//! divergence written behind the cluster's back, and deleted keys never come back while their
+//! tombstones are collected everywhere.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use reqwest::StatusCode;
+use shoal_ring::{Layout, LayoutRecord, Member, NodeId, RingConfig};
+
+/// Fast SWIM (dead within a few seconds) for every test here.
+const FAST_SWIM: &str = "[swim]\nprobe_interval_ms = 500\nprobe_timeout_ms = 200\npush_pull_interval_ms = 5000\n";
+
+fn layout_of(size: usize) -> Arc<Layout> {
+    let members = (1..=size)
+        .map(|i| Member {
+            id: NodeId::new(format!("n{i}")),
+            zone: "default".into(),
+            weight: 1,
+        })
+        .collect();
+    LayoutRecord::bootstrap(members, RingConfig::default())
+        .unwrap()
+        .placement()
+        .unwrap()
+        .current
+}
+
+async fn aae(cluster: &TestCluster, i: usize) -> Option<serde_json::Value> {
+    http()
+        .get(cluster.url(i, "/v1/admin/aae"))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()
+}
+
+fn hints_pending(status: &serde_json::Value) -> u64 {
+    status["hints"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|h| h["pending"].as_u64().unwrap_or(0))
+        .sum()
+}
+
+/// (partition, n) → root, for every tree node `i` holds with at least one key.
+async fn roots(cluster: &TestCluster, i: usize) -> Option<BTreeMap<(u64, u64), String>> {
+    let s = aae(cluster, i).await?;
+    Some(
+        s["trees"]
+            .as_array()?
+            .iter()
+            .filter(|t| t["keys"].as_u64() > Some(0))
+            .map(|t| {
+                (
+                    (t["partition"].as_u64().unwrap(), t["n"].as_u64().unwrap()),
+                    t["root"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect(),
+    )
+}
+
+/// Wait until every node in `nodes` sees every node in `dead` as dead.
+async fn wait_dead(cluster: &TestCluster, nodes: &[usize], dead: &[usize]) {
+    let ids: Vec<String> = dead.iter().map(|d| cluster.nodes[*d].id.clone()).collect();
+    let seen = eventually(Duration::from_secs(30), || async {
+        for i in nodes {
+            let s = cluster.status(*i).await?;
+            if !ids.iter().all(|id| liveness_of(&s, id).as_deref() == Some("dead")) {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+    assert!(seen.is_some(), "SWIM did not declare {ids:?} dead");
+}
+
+/// Write keys `prefix0..prefixN` with n=3, w=2 through nodes `via` in turn, `concurrency` at a
+/// time; every write must succeed. Returns how many acks were hinted copies.
+async fn write_all(cluster: &TestCluster, via: &[usize], prefix: &str, count: usize, concurrency: usize) -> u64 {
+    let urls: Arc<Vec<String>> = Arc::new(via.iter().map(|i| cluster.url(*i, "")).collect());
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (urls, next, prefix) = (urls.clone(), next.clone(), prefix.to_string());
+        tasks.push(tokio::spawn(async move {
+            let http = http();
+            let mut hinted = 0u64;
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= count {
+                    return hinted;
+                }
+                let url = format!("{}/v1/kv/{prefix}{i}?n=3&w=2", urls[i % urls.len()]);
+                let resp = http.put(url).body(format!("value-{i}")).send().await.unwrap();
+                let status = resp.status();
+                let h = resp.headers().get("x-shoal-hinted-acks").cloned();
+                assert_eq!(
+                    status,
+                    StatusCode::NO_CONTENT,
+                    "write {prefix}{i} refused: {}",
+                    resp.text().await.unwrap()
+                );
+                hinted += h.and_then(|v| v.to_str().ok()?.parse::<u64>().ok()).unwrap_or(0);
+            }
+        }));
+    }
+    let mut hinted = 0;
+    for t in tasks {
+        hinted += t.await.unwrap();
+    }
+    hinted
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hints_bring_restarted_nodes_their_copies() {
+    // Anti-entropy off: whatever reaches the restarted nodes comes through hints.
+    let config = format!("{FAST_SWIM}\n[antientropy]\nenabled = false\n");
+    let mut cluster = TestCluster::start(5, &config);
+    // Every node must know every other before two die, or SWIM has nobody to declare dead.
+    let all: Vec<String> = (1..=5).map(|i| format!("n{i}")).collect();
+    let met = eventually(Duration::from_secs(30), || async {
+        for i in 0..5 {
+            let s = cluster.status(i).await?;
+            if !all.iter().all(|id| liveness_of(&s, id).as_deref() == Some("alive")) {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+    assert!(met.is_some(), "the five nodes did not all see each other alive");
+    cluster.kill9(3);
+    cluster.kill9(4);
+    wait_dead(&cluster, &[0, 1, 2], &[3, 4]).await;
+
+    let keys = 10_000;
+    let started = Instant::now();
+    let hinted = write_all(&cluster, &[0, 1, 2], "h", keys, 32).await;
+    eprintln!(
+        "wrote {keys} keys (n=3, w=2) with n4 and n5 down in {:?}: {hinted} acks were hinted copies",
+        started.elapsed()
+    );
+    assert!(hinted > 0, "some writes must have gone through hinted copies");
+    let mut held = 0;
+    for i in 0..3 {
+        held += hints_pending(&aae(&cluster, i).await.unwrap());
+    }
+    assert!(held > 0, "the fallbacks hold hints");
+
+    cluster.spawn(3);
+    cluster.spawn(4);
+    cluster.wait_ready(3);
+    cluster.wait_ready(4);
+    let started = Instant::now();
+    let drained = eventually(Duration::from_secs(90), || async {
+        let mut left = 0;
+        for i in 0..5 {
+            left += hints_pending(&aae(&cluster, i).await?);
+        }
+        (left == 0).then_some(())
+    })
+    .await;
+    assert!(drained.is_some(), "hints were not all delivered within 90 s");
+    eprintln!("{held} hints delivered within {:?} of the restart", started.elapsed());
+
+    // Every key is on exactly the three nodes of its preference list, counted on disk, and no
+    // node still holds a hint.
+    for i in 0..5 {
+        cluster.stop(i);
+    }
+    let layout = layout_of(5);
+    let mut holders: HashMap<String, Vec<String>> = HashMap::new();
+    for i in 0..5 {
+        for (key, _, _) in cluster.inspect(i) {
+            holders.entry(key).or_default().push(cluster.nodes[i].id.clone());
+        }
+        let out = run_shoal(&["inspect", "--hints", "--data-dir", path_str(&cluster.data_dir(i))]);
+        assert!(out.status.success());
+        assert!(out.stdout.is_empty(), "n{} still holds hints", i + 1);
+    }
+    for k in 0..keys {
+        let key = format!("h{k}");
+        let mut want: Vec<String> = layout
+            .preference_list(layout.partition_of(key.as_bytes()), 3)
+            .iter()
+            .map(|id| id.to_string())
+            .collect();
+        want.sort();
+        let mut have = holders.remove(&key).unwrap_or_default();
+        have.sort();
+        assert_eq!(have, want, "{key} is on {have:?}, its preference list is {want:?}");
+    }
+    eprintln!("all {keys} keys are on exactly their 3 primary nodes; no hints remain");
+}
+
+/// Nodes 0..size agree on every tree's root.
+async fn converged(cluster: &TestCluster, size: usize) -> Option<usize> {
+    let first = roots(cluster, 0).await?;
+    for i in 1..size {
+        let other = roots(cluster, i).await?;
+        // Each node holds trees for the partitions it replicates; with n = size every node
+        // replicates every partition, so the maps must be equal.
+        if other != first {
+            return None;
+        }
+    }
+    Some(first.len())
+}
+
+async fn exchanges(cluster: &TestCluster, i: usize) -> f64 {
+    let text = cluster.metrics(i).await;
+    text.lines()
+        .filter(|l| l.starts_with("shoal_aae_exchanges_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn anti_entropy_alone_repairs_a_node_that_missed_writes() {
+    let config = format!(
+        "{FAST_SWIM}\n[handoff]\nenabled = false\n\n[requests]\nsloppy_quorum = false\n\n[antientropy]\ninterval_ms = 2000\n"
+    );
+    let mut cluster = TestCluster::start(3, &config);
+    cluster.kill9(2);
+    write_all(&cluster, &[0, 1], "a", 3000, 16).await;
+    assert!(converged(&cluster, 2).await.is_some(), "the two live replicas agree");
+    // Sends to n3 still in flight would land once it is back (Dynamo's stragglers): wait out
+    // the request timeout so that only anti-entropy can bring n3 the writes it missed, and
+    // check that its disk holds none of them.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(cluster.inspect(2).is_empty(), "n3 missed every write");
+    // Exchanges so far on the two live nodes; the restarted n3 counts from zero.
+    let mut before = 0.0;
+    for i in 0..2 {
+        before += exchanges(&cluster, i).await;
+    }
+    let started = Instant::now();
+    cluster.spawn(2);
+    cluster.wait_ready(2);
+    let trees = eventually(Duration::from_secs(60), || converged(&cluster, 3)).await;
+    let trees = trees.expect("anti-entropy did not converge the replicas within 60 s");
+    let took = started.elapsed();
+    let mut after = 0.0;
+    for i in 0..3 {
+        after += exchanges(&cluster, i).await;
+    }
+    // Each round a node exchanges each of its trees once, with the other replicas in turn,
+    // and the restarted node asks about every partition it replicates in its first round: so
+    // convergence takes about one round of n3's, during which the others run theirs too.
+    let rounds = (after - before) / trees as f64 / 3.0;
+    eprintln!(
+        "all 3 replicas reached the same {trees} Merkle roots {took:?} after the restart began, \
+         in {} exchanges ({rounds:.2} rounds per node)",
+        after - before
+    );
+    assert!(rounds <= 3.0, "took {rounds:.1} rounds of exchanges per node");
+    for k in (0..3000).step_by(97) {
+        let resp = http().get(cluster.kv(2, &format!("a{k}"), "r=1")).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn divergence_written_behind_the_cluster_is_found_and_repaired() {
+    let config = format!("{FAST_SWIM}\n[antientropy]\ninterval_ms = 2000\n");
+    let mut cluster = TestCluster::start(3, &config);
+    write_all(&cluster, &[0, 1, 2], "d", 500, 8).await;
+    // Behind the cluster's back: n3 is stopped, and values are written straight into its
+    // storage, overwriting 10 keys and adding 10 that no other replica has.
+    cluster.stop(2);
+    let mut injected = Vec::new();
+    for k in 0..20 {
+        let key = if k < 10 { format!("d{k}") } else { format!("new{k}") };
+        let value = format!("injected-{k}");
+        let out = run_shoal(&[
+            "inject",
+            "--data-dir",
+            path_str(&cluster.data_dir(2)),
+            "--node-id",
+            "n3",
+            &key,
+            &value,
+        ]);
+        assert!(out.status.success(), "inject: {}", String::from_utf8_lossy(&out.stderr));
+        injected.push((key, value));
+    }
+    cluster.spawn(2);
+    cluster.wait_ready(2);
+    let found = eventually(Duration::from_secs(60), || converged(&cluster, 3)).await;
+    assert!(found.is_some(), "the replicas did not converge within 60 s");
+    let mut divergent = 0.0;
+    for i in 0..3 {
+        divergent += metric_value(&cluster.metrics(i).await, "shoal_aae_divergent_keys_total").unwrap_or(0.0);
+    }
+    eprintln!("anti-entropy found {divergent} divergent keys (20 injected) and converged");
+    assert!(
+        divergent >= 20.0,
+        "the metrics count the divergent keys, got {divergent}"
+    );
+    // Every injected value reached every replica: an r=1 read on each node sees it.
+    for (key, value) in &injected {
+        for i in 0..3 {
+            let resp = http()
+                .get(cluster.kv(i, key, "r=1"))
+                .header("accept", "application/json")
+                .send()
+                .await
+                .unwrap();
+            let body = resp.text().await.unwrap();
+            let engine = base64::engine::general_purpose::STANDARD;
+            use base64::Engine;
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            let values: Vec<String> = v["siblings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| String::from_utf8(engine.decode(s.as_str().unwrap()).unwrap()).unwrap())
+                .collect();
+            assert!(values.contains(value), "n{} lacks {key}={value}: {values:?}", i + 1);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deleted_keys_never_come_back_and_their_tombstones_go() {
+    let config = format!(
+        "{FAST_SWIM}\n[antientropy]\ninterval_ms = 1000\ntombstone_grace_secs = 4\n\n[handoff]\nwindow_secs = 2\n"
+    );
+    let cluster = TestCluster::start(3, &config);
+    let keys = 200;
+    for k in 0..keys {
+        let resp = http()
+            .put(cluster.kv(0, &format!("t{k}"), "w=3"))
+            .body("alive")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    }
+    // n3 is cut off (paused), then the keys are deleted with w=2 on the others.
+    cluster.signal(2, "-STOP");
+    wait_dead(&cluster, &[0, 1], &[2]).await;
+    for k in 0..keys {
+        let resp = http()
+            .delete(cluster.kv(k % 2, &format!("t{k}"), "w=2"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    }
+    // The grace period passes on the two nodes that hold the tombstones; n3, which still holds
+    // the live values, has not confirmed them, so nothing may be collected.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    for i in 0..2 {
+        let s = aae(&cluster, i).await.unwrap();
+        let tombstones: u64 = s["trees"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["tombstones"].as_u64().unwrap())
+            .sum();
+        assert_eq!(
+            tombstones,
+            keys as u64,
+            "n{} collected tombstones n3 does not hold",
+            i + 1
+        );
+    }
+    // Heal. From now on every quorum read, through every node, finds each key deleted, until
+    // the tombstones are gone everywhere, and after.
+    cluster.signal(2, "-CONT");
+    let started = Instant::now();
+    let mut reads = 0;
+    let mut gone_at = None;
+    while started.elapsed() < Duration::from_secs(90) {
+        for k in (0..keys).step_by(7) {
+            let i = (k / 7) % 3;
+            let resp = http().get(cluster.kv(i, &format!("t{k}"), "r=2")).send().await.unwrap();
+            assert_eq!(
+                resp.status(),
+                StatusCode::NOT_FOUND,
+                "t{k} came back through n{}",
+                i + 1
+            );
+            reads += 1;
+        }
+        let mut left = 0;
+        for i in 0..3 {
+            let s = aae(&cluster, i).await.unwrap();
+            left += s["trees"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["keys"].as_u64().unwrap())
+                .sum::<u64>();
+        }
+        if left == 0 {
+            gone_at.get_or_insert(started.elapsed());
+            if started.elapsed() > gone_at.unwrap() + Duration::from_secs(3) {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let gone_at = gone_at.expect("the tombstones were not collected everywhere within 90 s");
+    eprintln!("{reads} quorum reads after the heal found every key deleted; every replica's tombstones were gone {gone_at:?} after the heal");
+    for k in 0..keys {
+        let resp = http()
+            .get(cluster.kv(k % 3, &format!("t{k}"), "r=3"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND, "t{k} came back");
+    }
+}
