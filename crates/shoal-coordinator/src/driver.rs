@@ -774,6 +774,31 @@ impl<S: Store, T: Transport> Coordinator<S, T> {
         .await?
     }
 
+    /// Merge a batch of copies from a peer (hint delivery, anti-entropy push), validated, on
+    /// the blocking pool whatever `storage.execution` says: a batch of hundreds of writes
+    /// would hold an async worker for milliseconds, and foreground requests would queue
+    /// behind it.
+    pub async fn apply_batch(&self, objects: Vec<(Bytes, Object)>) -> Result<(), String> {
+        let layout = self
+            .layout()
+            .ok_or_else(|| "this node has not joined a cluster yet".to_string())?;
+        let replica = self.replica.clone();
+        tokio::task::spawn_blocking(move || {
+            for (key, object) in objects {
+                object
+                    .siblings
+                    .validate()
+                    .map_err(|e| format!("refused replica object: {e}"))?;
+                replica
+                    .apply(layout.partition_of(&key), &key, &object)
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| format!("storage task failed: {e}"))?
+    }
+
     /// A peer's read of this node's replica of `key`.
     pub async fn read_local(&self, key: Bytes) -> Result<Option<Object>, String> {
         let partition = self.partition_of(&key)?;

@@ -353,14 +353,10 @@ impl Service for PeerService {
                 Ok(o) => PeerResponse::Object(o),
                 Err(e) => PeerResponse::Failed(e),
             },
-            PeerRequest::Merge { objects } => {
-                for (key, object) in objects {
-                    if let Err(e) = self.coordinator.apply_local(key, object).await {
-                        return PeerResponse::Failed(e);
-                    }
-                }
-                PeerResponse::Stored
-            }
+            PeerRequest::Merge { objects } => match self.coordinator.apply_batch(objects).await {
+                Ok(()) => PeerResponse::Stored,
+                Err(e) => PeerResponse::Failed(e),
+            },
             PeerRequest::AaeTree { partition, n, query } => {
                 PeerResponse::Hashes(self.aae.answer_tree(partition, n, &query))
             }

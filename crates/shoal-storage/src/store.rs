@@ -15,10 +15,13 @@ pub enum StoreError {
 /// of an exchange follows the number of differing segments, not the number of keys.
 pub const SEGMENTS: u16 = 1024;
 
-/// The anti-entropy segment of `key`: the top bits of its xxh3 hash. Part of the on-disk key
-/// order and of the peer protocol, so it must never change.
+/// The anti-entropy segment of `key`: the low bits of its xxh3 hash. The ring picks the
+/// partition from the top bits of the same hash, so the low bits spread one partition's keys
+/// over every segment (with the top bits, all of a partition's keys would share one segment
+/// and an exchange would compare the whole partition). Part of the on-disk key order and of
+/// the peer protocol, so it must never change.
 pub fn segment_of(key: &[u8]) -> u16 {
-    (xxhash_rust::xxh3::xxh3_64(key) >> (64 - SEGMENTS.trailing_zeros())) as u16
+    (xxhash_rust::xxh3::xxh3_64(key) & u64::from(SEGMENTS - 1)) as u16
 }
 
 /// A visitor over stored hints: (intended owner, partition, key, encoded record) → continue?
@@ -127,4 +130,27 @@ pub(crate) fn segment_prefix(partition: u32, segment: u16) -> Vec<u8> {
     let mut k = partition.to_be_bytes().to_vec();
     k.extend_from_slice(&segment.to_be_bytes());
     k
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_partition_s_keys_spread_over_the_segments() {
+        // Keys whose hash has the same top 10 bits (one partition of 1024) must not share a
+        // segment: count the segments of the first 2,000 such keys.
+        let top = |k: &[u8]| xxhash_rust::xxh3::xxh3_64(k) >> 54;
+        let keys: Vec<Vec<u8>> = (0u64..)
+            .map(|i| format!("key{i}").into_bytes())
+            .filter(|k| top(k) == 7)
+            .take(2_000)
+            .collect();
+        let segments: std::collections::HashSet<u16> = keys.iter().map(|k| segment_of(k)).collect();
+        assert!(
+            segments.len() > 800,
+            "2,000 keys of one partition fell into {} segments",
+            segments.len()
+        );
+    }
 }
