@@ -32,14 +32,17 @@ fn layout_of(size: usize) -> Arc<Layout> {
 }
 
 async fn aae(cluster: &TestCluster, i: usize) -> Option<serde_json::Value> {
-    http()
-        .get(cluster.url(i, "/v1/admin/aae"))
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()
+    cluster.get_json(i, "/v1/admin/aae").await
+}
+
+/// The sum of one field (`keys`, `tombstones`) over the trees in an aae status.
+fn trees_total(status: &serde_json::Value, field: &str) -> u64 {
+    status["trees"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| t[field].as_u64().unwrap_or(0))
+        .sum()
 }
 
 fn hints_pending(status: &serde_json::Value) -> u64 {
@@ -363,13 +366,7 @@ async fn deleted_keys_never_come_back_and_their_tombstones_go() {
     // the live values, has not confirmed them, so nothing may be collected.
     tokio::time::sleep(Duration::from_secs(6)).await;
     for i in 0..2 {
-        let s = aae(&cluster, i).await.unwrap();
-        let tombstones: u64 = s["trees"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t["tombstones"].as_u64().unwrap())
-            .sum();
+        let tombstones = trees_total(&aae(&cluster, i).await.unwrap(), "tombstones");
         assert_eq!(
             tombstones,
             keys as u64,
@@ -397,13 +394,7 @@ async fn deleted_keys_never_come_back_and_their_tombstones_go() {
         }
         let mut left = 0;
         for i in 0..3 {
-            let s = aae(&cluster, i).await.unwrap();
-            left += s["trees"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|t| t["keys"].as_u64().unwrap())
-                .sum::<u64>();
+            left += trees_total(&aae(&cluster, i).await.unwrap(), "keys");
         }
         if left == 0 {
             gone_at.get_or_insert(started.elapsed());

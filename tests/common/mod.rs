@@ -253,16 +253,14 @@ impl TestCluster {
 }
 
 impl TestCluster {
+    /// Node `i`'s JSON answer to `GET path`, or `None` if it does not answer.
+    pub async fn get_json(&self, i: usize, path: &str) -> Option<serde_json::Value> {
+        http().get(self.url(i, path)).send().await.ok()?.json().await.ok()
+    }
+
     /// Node `i`'s `GET /v1/admin/status`, or `None` if it does not answer.
     pub async fn status(&self, i: usize) -> Option<serde_json::Value> {
-        http()
-            .get(self.url(i, "/v1/admin/status"))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()
+        self.get_json(i, "/v1/admin/status").await
     }
 
     /// Node `i`'s Prometheus text.

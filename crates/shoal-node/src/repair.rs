@@ -151,6 +151,8 @@ pub async fn anti_entropy(
             }
             tokio::time::sleep_until(next).await;
         }
+        metrics::gauge!("shoal_aae_round_seconds").set(round.elapsed().as_secs_f64());
+        metrics::gauge!("shoal_aae_last_round_timestamp_seconds").set(shoal_storage::unix_ms() as f64 / 1e3);
         if divergent > 0 || reaped > 0 {
             info!(
                 divergent,

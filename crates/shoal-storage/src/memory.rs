@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use parking_lot::RwLock;
 
 use crate::object::Object;
-use crate::store::{hint_key, hint_prefix, hint_start, segment_of, split_hint_key, HintVisit, Store, StoreError};
+use crate::store::{hint_key, hint_prefix, hint_start, segment_of, visit_hint, HintVisit, Store, StoreError};
 
 /// Encoded objects by (partition, segment, key), ordered like RocksDB's keyspace.
 type Records = BTreeMap<(u32, u16, Vec<u8>), Vec<u8>>;
@@ -128,9 +128,7 @@ impl Store for MemoryStore {
             if !k.starts_with(&prefix) {
                 break;
             }
-            let (owner, partition, key) =
-                split_hint_key(k).ok_or_else(|| StoreError::Corrupt(format!("malformed hint key {k:?}")))?;
-            if !visit(owner, partition, key, v) {
+            if !visit_hint(k, v, visit)? {
                 break;
             }
         }

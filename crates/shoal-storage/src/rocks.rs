@@ -9,8 +9,7 @@ use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteOpt
 
 use crate::object::Object;
 use crate::store::{
-    hint_key, hint_prefix, hint_start, object_key, scan_start, segment_prefix, split_hint_key, HintVisit, Store,
-    StoreError,
+    hint_key, hint_prefix, hint_start, object_key, scan_start, segment_prefix, visit_hint, HintVisit, Store, StoreError,
 };
 
 const CF_OBJECTS: &str = "objects";
@@ -231,9 +230,7 @@ impl Store for RocksStore {
     ) -> Result<(), StoreError> {
         let prefix = owner.map(hint_prefix).unwrap_or_default();
         self.scan_prefix(self.hints()?, &prefix, &hint_start(owner, from), &mut |k, v| {
-            let (owner, partition, key) =
-                split_hint_key(k).ok_or_else(|| StoreError::Corrupt(format!("malformed hint key {k:?}")))?;
-            Ok(visit(owner, partition, key, v))
+            visit_hint(k, v, visit)
         })
     }
 }

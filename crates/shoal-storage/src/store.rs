@@ -98,6 +98,13 @@ pub(crate) fn hint_start(owner: Option<&str>, from: Option<(u32, &[u8])>) -> Vec
     }
 }
 
+/// Hands one stored hint record to a [`HintVisit`], splitting its key; shared by both stores.
+pub(crate) fn visit_hint(k: &[u8], v: &[u8], visit: &mut HintVisit<'_>) -> Result<bool, StoreError> {
+    let (owner, partition, key) =
+        split_hint_key(k).ok_or_else(|| StoreError::Corrupt(format!("malformed hint key {k:?}")))?;
+    Ok(visit(owner, partition, key, v))
+}
+
 /// Splits a hint key into (owner, partition, key); `None` for a malformed one.
 pub(crate) fn split_hint_key(k: &[u8]) -> Option<(&str, u32, &[u8])> {
     let len = u16::from_be_bytes(k.get(..2)?.try_into().ok()?) as usize;
