@@ -322,6 +322,18 @@ impl<S: Store, T: Transport> Coordinator<S, T> {
             .collect()
     }
 
+    /// Where a request for replica `node` goes: to `node` itself, or, when SWIM already knows
+    /// it is down and a fallback is left, to that fallback standing in for it (sloppy quorum).
+    /// Returns (the node to ask, the replica it stands in for).
+    fn route(&self, node: &NodeId, fallbacks: &mut VecDeque<NodeId>) -> (NodeId, Option<NodeId>) {
+        if *node != self.me && self.is_down(node) {
+            if let Some(f) = fallbacks.pop_front() {
+                return (f, Some(node.clone()));
+            }
+        }
+        (node.clone(), None)
+    }
+
     pub fn me(&self) -> &NodeId {
         &self.me
     }
@@ -466,15 +478,14 @@ impl<S: Store, T: Transport> Coordinator<S, T> {
             });
         };
         let mut outstanding = 0usize;
-        for node in pref.iter().chain(extra.iter()).filter(|p| **p != self.me) {
-            // A replica SWIM already knows is down gets a stand-in at once (sloppy quorum).
-            let stand_in = (pref.contains(node) && self.is_down(node))
-                .then(|| fallbacks.pop_front())
-                .flatten();
-            match stand_in {
-                Some(f) => send(f, Some(node.clone())),
-                None => send(node.clone(), None),
-            }
+        for node in pref.iter().filter(|p| **p != self.me) {
+            let (to, owner) = self.route(node, &mut fallbacks);
+            send(to, owner);
+            outstanding += 1;
+        }
+        // The owners a layout change adds get their copy directly: they stand in for no one.
+        for node in extra.iter().filter(|p| **p != self.me) {
+            send(node.clone(), None);
             outstanding += 1;
         }
         // `tx` stays alive for the stand-ins sent later; `outstanding` says when all answered.
@@ -613,13 +624,8 @@ impl<S: Store, T: Transport> Coordinator<S, T> {
         };
         let mut outstanding = 0usize;
         for node in &pref {
-            let stand_in = (*node != self.me && self.is_down(node))
-                .then(|| fallbacks.pop_front())
-                .flatten();
-            match stand_in {
-                Some(f) => send(f, Some(node.clone())),
-                None => send(node.clone(), None),
-            }
+            let (to, owner) = self.route(node, &mut fallbacks);
+            send(to, owner);
             outstanding += 1;
         }
 
