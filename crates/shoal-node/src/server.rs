@@ -105,9 +105,7 @@ impl NodeShared {
             "members": members,
         })
     }
-}
 
-impl NodeShared {
     /// Anti-entropy and handoff state, for `GET /v1/admin/aae`: every Merkle tree this node
     /// holds with its root and last exchange, and the hints it keeps per owner.
     pub fn aae_status(&self) -> serde_json::Value {
