@@ -403,6 +403,8 @@ async fn deleted_keys_never_come_back_and_their_tombstones_go() {
     }
     let gone_at = gone_at.expect("the tombstones were not collected everywhere within 90 s");
     eprintln!("{reads} quorum reads after the heal found every key deleted; every replica's tombstones were gone {gone_at:?} after the heal");
+    // With the tombstones gone, nothing anywhere can bring a value back: every key is absent
+    // from every single replica (r=1 through each node) as well as from quorum reads.
     for k in 0..keys {
         let resp = http()
             .get(cluster.kv(k % 3, &format!("t{k}"), "r=3"))
@@ -410,5 +412,14 @@ async fn deleted_keys_never_come_back_and_their_tombstones_go() {
             .await
             .unwrap();
         assert_eq!(resp.status(), StatusCode::NOT_FOUND, "t{k} came back");
+        for i in 0..3 {
+            let resp = http().get(cluster.kv(i, &format!("t{k}"), "r=1")).send().await.unwrap();
+            assert_eq!(
+                resp.status(),
+                StatusCode::NOT_FOUND,
+                "t{k} came back on an r=1 read through n{}",
+                i + 1
+            );
+        }
     }
 }
