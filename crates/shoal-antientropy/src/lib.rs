@@ -36,8 +36,9 @@ const SEGMENTS_PER_REQUEST: usize = 32;
 /// Keys fetched or pushed per request, and the most bytes of objects one answer or push holds.
 pub const KEYS_PER_REQUEST: usize = 256;
 pub const BYTES_PER_REQUEST: usize = 4 << 20;
-/// Tombstones considered by one GC pass of one tree.
-const REAP_BATCH: usize = 10_000;
+/// Tombstones considered by one GC pass of one tree; within what a peer accepts in one
+/// `Reap` request (4,096).
+const REAP_BATCH: usize = 4_000;
 
 /// The Merkle trees of one replica, kept current by the replica's observer hook.
 pub struct Trees {

@@ -98,13 +98,16 @@ impl TicTacTree {
     }
 
     /// Answer a peer's query: one hash for the root, `BRANCHES` for the branches, and
-    /// `LEAVES_PER_BRANCH` per requested branch for leaves (branches out of range are skipped).
+    /// `LEAVES_PER_BRANCH` per requested branch for leaves (branches out of range, and any
+    /// past the first `BRANCHES` asked for, are skipped: the answer stays small whatever a
+    /// peer sends).
     pub fn answer(&self, query: &TreeQuery) -> Vec<u64> {
         match query {
             TreeQuery::Root => vec![self.root()],
             TreeQuery::Branches => self.branches.to_vec(),
             TreeQuery::Leaves(bs) => bs
                 .iter()
+                .take(BRANCHES)
                 .filter(|b| (**b as usize) < BRANCHES)
                 .flat_map(|b| self.leaves(*b).iter().copied())
                 .collect(),
