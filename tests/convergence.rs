@@ -255,11 +255,7 @@ async fn anti_entropy_alone_repairs_a_node_that_missed_writes() {
     // rounds are quick in-sync checks, one every interval, and one or two have begun by the
     // time the test sees convergence (polling three nodes' status takes a while).
     let text = cluster.metrics(2).await;
-    let repairing = text
-        .lines()
-        .find_map(|l| l.strip_prefix("shoal_aae_exchanges_total{result=\"repaired\"} "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .unwrap_or(0.0);
+    let repairing = metric_value(&text, "shoal_aae_exchanges_total{result=\"repaired\"}").unwrap_or(0.0);
     let rounds = exchanges(&cluster, 2).await / trees as f64;
     eprintln!(
         "all 3 replicas reached the same {trees} Merkle roots {took:?} after the restart began; \

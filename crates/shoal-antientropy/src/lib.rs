@@ -310,14 +310,9 @@ impl<S: Store> AntiEntropy<S> {
         tokio::task::spawn_blocking(move || {
             let mut changed = 0;
             for (key, obj) in objects {
-                obj.siblings
-                    .validate()
-                    .map_err(|e| format!("refused replica object: {e}"))?;
-                let before = replica.read(partition, &key).map_err(|e| e.to_string())?;
-                let after = replica.apply(partition, &key, &obj).map_err(|e| e.to_string())?;
-                if before.as_ref().map(|b| version_hash(&key, b)) != Some(version_hash(&key, &after)) {
-                    changed += 1;
-                }
+                changed += replica
+                    .apply_from_peer(partition, &key, &obj)
+                    .map_err(|e| e.to_string())? as u64;
             }
             Ok(changed)
         })

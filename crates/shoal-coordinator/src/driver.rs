@@ -302,7 +302,8 @@ impl<S: Store, T: Transport> Coordinator<S, T> {
     }
 
     /// The nodes that may stand in for down members of `pref`, in the ring's fallback order,
-    /// skipping those known to be down (empty when the request is strict).
+    /// skipping those known to be down (empty when the request is strict). Requests work it
+    /// out only on first need: most find every replica up and never ask.
     fn fallbacks(
         &self,
         layout: &Layout,
@@ -325,9 +326,9 @@ impl<S: Store, T: Transport> Coordinator<S, T> {
     /// Where a request for replica `node` goes: to `node` itself, or, when SWIM already knows
     /// it is down and a fallback is left, to that fallback standing in for it (sloppy quorum).
     /// Returns (the node to ask, the replica it stands in for).
-    fn route(&self, node: &NodeId, fallbacks: &mut VecDeque<NodeId>) -> (NodeId, Option<NodeId>) {
+    fn route(&self, node: &NodeId, next_fallback: &mut impl FnMut() -> Option<NodeId>) -> (NodeId, Option<NodeId>) {
         if *node != self.me && self.is_down(node) {
-            if let Some(f) = fallbacks.pop_front() {
+            if let Some(f) = next_fallback() {
                 return (f, Some(node.clone()));
             }
         }
@@ -458,7 +459,12 @@ impl<S: Store, T: Transport> Coordinator<S, T> {
         let mut next =
             (!next_pref.is_empty()).then(|| QuorumTracker::new((w as usize).min(next_pref.len()), next_pref.clone()));
         let sloppy = req.sloppy.unwrap_or(self.config.sloppy_quorum);
-        let mut fallbacks = self.fallbacks(layout, partition, &pref, &extra, sloppy);
+        let mut fallbacks: Option<VecDeque<NodeId>> = None;
+        let mut next_fallback = || {
+            fallbacks
+                .get_or_insert_with(|| self.fallbacks(layout, partition, &pref, &extra, sloppy))
+                .pop_front()
+        };
         current.ack(self.me.clone());
         if let Some(t) = next.as_mut() {
             t.ack(self.me.clone());
@@ -479,7 +485,7 @@ impl<S: Store, T: Transport> Coordinator<S, T> {
         };
         let mut outstanding = 0usize;
         for node in pref.iter().filter(|p| **p != self.me) {
-            let (to, owner) = self.route(node, &mut fallbacks);
+            let (to, owner) = self.route(node, &mut next_fallback);
             send(to, owner);
             outstanding += 1;
         }
@@ -534,7 +540,7 @@ impl<S: Store, T: Transport> Coordinator<S, T> {
                             // A primary that failed (or whose stand-in failed) gets the next
                             // fallback, if any is left.
                             if pref.contains(&slot) {
-                                if let Some(f) = fallbacks.pop_front() {
+                                if let Some(f) = next_fallback() {
                                     send(f, Some(slot));
                                     outstanding += 1;
                                     continue;
@@ -600,7 +606,12 @@ impl<S: Store, T: Transport> Coordinator<S, T> {
         let pref: Vec<NodeId> = layout.preference_list(partition, n as usize).to_vec();
 
         let sloppy = req.sloppy.unwrap_or(self.config.sloppy_quorum);
-        let mut fallbacks = self.fallbacks(layout, partition, &pref, &[], sloppy);
+        let mut fallbacks: Option<VecDeque<NodeId>> = None;
+        let mut next_fallback = || {
+            fallbacks
+                .get_or_insert_with(|| self.fallbacks(layout, partition, &pref, &[], sloppy))
+                .pop_front()
+        };
         // Every read reports (the node asked, the replica it stands for, the result).
         let (tx, mut rx) = mpsc::unbounded_channel();
         let send = |node: NodeId, owner: Option<NodeId>| {
@@ -624,7 +635,7 @@ impl<S: Store, T: Transport> Coordinator<S, T> {
         };
         let mut outstanding = 0usize;
         for node in &pref {
-            let (to, owner) = self.route(node, &mut fallbacks);
+            let (to, owner) = self.route(node, &mut next_fallback);
             send(to, owner);
             outstanding += 1;
         }
@@ -657,7 +668,7 @@ impl<S: Store, T: Transport> Coordinator<S, T> {
                         }
                         Err(reason) => {
                             debug!(%node, %reason, "replica get failed");
-                            if let Some(f) = fallbacks.pop_front() {
+                            if let Some(f) = next_fallback() {
                                 send(f, Some(slot));
                                 outstanding += 1;
                                 continue;
@@ -734,15 +745,11 @@ impl<S: Store, T: Transport> Coordinator<S, T> {
     /// A peer's replication or repair of `key` into this node's replica. The object came from
     /// outside, so it is validated before it is merged.
     pub async fn apply_local(&self, key: Bytes, object: Object) -> Result<(), String> {
-        object
-            .siblings
-            .validate()
-            .map_err(|e| format!("refused replica object: {e}"))?;
         let partition = self.partition_of(&key)?;
         let replica = self.replica.clone();
         storage(self.config.storage, move || {
             replica
-                .apply(partition, &key, &object)
+                .apply_from_peer(partition, &key, &object)
                 .map(|_| ())
                 .map_err(|e| e.to_string())
         })
@@ -791,12 +798,8 @@ impl<S: Store, T: Transport> Coordinator<S, T> {
         let replica = self.replica.clone();
         tokio::task::spawn_blocking(move || {
             for (key, object) in objects {
-                object
-                    .siblings
-                    .validate()
-                    .map_err(|e| format!("refused replica object: {e}"))?;
                 replica
-                    .apply(layout.partition_of(&key), &key, &object)
+                    .apply_from_peer(layout.partition_of(&key), &key, &object)
                     .map_err(|e| e.to_string())?;
             }
             Ok(())

@@ -678,8 +678,9 @@ impl Membership {
                     let partition = mv.partition;
                     let applied = tokio::task::spawn_blocking(move || {
                         for (key, object) in &objects {
-                            object.siblings.validate().map_err(|e| e.to_string())?;
-                            replica.apply(partition, key, object).map_err(|e| e.to_string())?;
+                            replica
+                                .apply_from_peer(partition, key, object)
+                                .map_err(|e| e.to_string())?;
                         }
                         Ok::<_, String>(())
                     })

@@ -279,7 +279,10 @@ fn replica_merges_and_mints<S: Store>(s: S) {
     assert_eq!(merged.siblings.len(), 2);
     // Applying the same copy again changes nothing (merge is idempotent).
     assert_eq!(r.apply(9, b"k", &object("n2", b"b")).unwrap(), merged);
-    // A write carrying the merged context resolves both siblings.
+    assert!(!r.apply_from_peer(9, b"k", &object("n2", b"b")).unwrap(), "and says so");
+    assert!(r.apply_from_peer(9, b"k", &object("n3", b"c")).unwrap());
+    let merged = r.read(9, b"k").unwrap().unwrap();
+    // A write carrying the merged context resolves every sibling.
     let (o3, outcome) = r
         .coordinate(9, b"k", "n1", &merged.siblings.context(), data(b"c"), 3)
         .unwrap();

@@ -63,6 +63,9 @@ pub enum ReplicaError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Version(#[from] VersionError),
+    /// A copy from another node whose sibling set breaks the DVV invariants.
+    #[error("refused replica object: {0}")]
+    Refused(VersionError),
     #[error("object too large: the write would make the stored object {size} bytes, over the limit max_object_bytes = {limit}")]
     ObjectTooLarge {
         size: usize,
@@ -84,7 +87,9 @@ pub struct Replica<S: Store> {
     dot_clock: AtomicU64,
     /// The dot clock value persisted in the meta column family; counters never pass it
     /// without persisting a higher one first, so a restart starts above anything minted.
-    dot_clock_reserved: Mutex<u64>,
+    /// Read without a lock on every write; `reserving` serialises the rare raise.
+    dot_clock_reserved: AtomicU64,
+    reserving: Mutex<()>,
 }
 
 impl<S: Store> Replica<S> {
@@ -104,7 +109,8 @@ impl<S: Store> Replica<S> {
             limits,
             observer: OnceLock::new(),
             dot_clock: AtomicU64::new(reserved),
-            dot_clock_reserved: Mutex::new(reserved),
+            dot_clock_reserved: AtomicU64::new(reserved),
+            reserving: Mutex::new(()),
         })
     }
 
@@ -123,11 +129,14 @@ impl<S: Store> Replica<S> {
     /// the persisted one.
     fn advance_dot_clock(&self, counter: u64) -> Result<(), StoreError> {
         self.dot_clock.fetch_max(counter, Ordering::SeqCst);
-        let mut reserved = self.dot_clock_reserved.lock();
-        if counter >= *reserved {
+        if counter < self.dot_clock_reserved.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let _raise = self.reserving.lock();
+        if counter >= self.dot_clock_reserved.load(Ordering::SeqCst) {
             let next = counter.saturating_add(DOT_CLOCK_RESERVE);
             self.store.put_meta(META_DOT_CLOCK, &next.to_be_bytes())?;
-            *reserved = next;
+            self.dot_clock_reserved.store(next, Ordering::SeqCst);
         }
         Ok(())
     }
@@ -187,12 +196,25 @@ impl<S: Store> Replica<S> {
     /// Merge another replica's copy into ours (replication, read repair, handoff). Writes only
     /// when the merge changed something. Returns the merged object.
     pub fn apply(&self, partition: u32, key: &[u8], incoming: &Object) -> Result<Object, ReplicaError> {
+        self.merge(partition, key, incoming).map(|(merged, _)| merged)
+    }
+
+    /// [`Replica::apply`] for a copy that came from another node (replication, hint delivery,
+    /// anti-entropy, transfers): validated first, since only this node's own writes are known
+    /// to be well formed. Returns whether the merge changed this replica.
+    pub fn apply_from_peer(&self, partition: u32, key: &[u8], incoming: &Object) -> Result<bool, ReplicaError> {
+        incoming.siblings.validate().map_err(ReplicaError::Refused)?;
+        self.merge(partition, key, incoming).map(|(_, changed)| changed)
+    }
+
+    /// The merge behind both: the merged object, and whether it differs from what was stored.
+    fn merge(&self, partition: u32, key: &[u8], incoming: &Object) -> Result<(Object, bool), ReplicaError> {
         let _guard = self.lock(key);
         let old = self.store.get(partition, key)?;
         let mut merged = match &old {
             Some(local) => {
                 if local.siblings.covers(&incoming.siblings) && local.n >= incoming.n {
-                    return Ok(local.clone());
+                    return Ok((local.clone(), false));
                 }
                 let mut m = local.clone();
                 m.merge(incoming);
@@ -203,7 +225,7 @@ impl<S: Store> Replica<S> {
         stamp(&mut merged);
         self.store.put(partition, key, &merged)?;
         self.notify(partition, key, old.as_ref(), Some(&merged));
-        Ok(merged)
+        Ok((merged, true))
     }
 
     /// One chunk of a partition transfer: the objects of `partition` whose replication factor
