@@ -215,6 +215,30 @@ impl Client {
         }
     }
 
+    /// One round trip to the node that does no work there: `GET /healthz` over the client's
+    /// kept-alive HTTP connection. (The QUIC API has no such request; ping a node's HTTP port.)
+    pub async fn ping(&self) -> Result<Duration, ClientError> {
+        let Transport::Http { base, client } = &self.transport else {
+            return Err(ClientError::Protocol("ping needs an http:// endpoint".into()));
+        };
+        let request = hyper::Request::builder()
+            .method(hyper::Method::GET)
+            .uri(format!("{base}/healthz"))
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let started = std::time::Instant::now();
+        let resp = tokio::time::timeout(DEFAULT_DEADLINE, client.request(request))
+            .await
+            .map_err(|_| ClientError::Transport(format!("no answer within {DEFAULT_DEADLINE:?}")))?
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        let ok = resp.status().is_success();
+        body_bytes(resp).await?;
+        if !ok {
+            return Err(ClientError::Protocol("GET /healthz did not answer 200".into()));
+        }
+        Ok(started.elapsed())
+    }
+
     async fn call(&self, req: ClientRequest, opts: &Options) -> Result<ClientResponse, ClientError> {
         // Wait a little longer than the server-side deadline, so the server's 503 (which names
         // the replicas that failed) arrives rather than a bare client timeout.

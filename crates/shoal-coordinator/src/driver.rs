@@ -11,6 +11,7 @@ use bytes::Bytes;
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use shoal_handoff::Hints;
+use shoal_pbs::{Leg, LegLog, Profile};
 use shoal_ring::{Layout, NodeId, Placement};
 use shoal_storage::{Object, Replica, ReplicaError, Store, Value};
 use shoal_version::{VersionError, VersionVector};
@@ -184,6 +185,9 @@ pub struct CoordinatorConfig {
     pub storage: StorageExecution,
     /// The default for [`PutRequest::sloppy`] and [`GetRequest::sloppy`].
     pub sloppy_quorum: bool,
+    /// WARS latencies to inject on every replica request, this node's own replica included
+    /// (`shoal bench` latency profiles). `None` in production.
+    pub inject: Option<Arc<Profile>>,
 }
 
 impl Default for CoordinatorConfig {
@@ -195,6 +199,7 @@ impl Default for CoordinatorConfig {
             read_repair: true,
             storage: StorageExecution::Inline,
             sloppy_quorum: true,
+            inject: None,
         }
     }
 }
@@ -216,6 +221,39 @@ pub struct Coordinator<S: Store, T: Transport> {
     replica: Arc<Replica<S>>,
     transport: Arc<T>,
     config: CoordinatorConfig,
+    /// Measured WARS legs per replica, for the live consistency prediction.
+    legs: Arc<LegLog>,
+}
+
+/// Samples kept per leg and peer: enough for the model's tails (p99.9 needs a thousand).
+const LEG_SAMPLES: usize = 4096;
+
+async fn pause(ms: f64) {
+    if ms > 0.0 {
+        tokio::time::sleep(Duration::from_secs_f64(ms / 1000.0)).await;
+    }
+}
+
+/// One round trip to a replica over the WARS legs `out` and `back`: wait out the injected
+/// delay on the way there, make the call (built only then, so the message really leaves
+/// late), wait out the delay on the way back, and record both legs when the call succeeded.
+async fn round_trip<V, F: Future<Output = Result<V, String>>>(
+    legs: Arc<LegLog>,
+    peer: NodeId,
+    local: bool,
+    (out, back): (Leg, Leg),
+    (delay_out, delay_back): (f64, f64),
+    call: impl FnOnce() -> F,
+) -> Result<V, String> {
+    pause(delay_out).await;
+    let started = Instant::now();
+    let result = call().await;
+    let measured = started.elapsed().as_secs_f64() * 1000.0;
+    pause(delay_back).await;
+    if result.is_ok() {
+        legs.record_round_trip(peer.as_str(), local, (out, delay_out), (back, delay_back), measured);
+    }
+    result
 }
 
 fn unavailable<Id: Clone + PartialEq + ToString>(op: &str, q: &QuorumTracker<Id>) -> CoordError {
@@ -279,6 +317,25 @@ impl<S: Store, T: Transport> Coordinator<S, T> {
             replica,
             transport,
             config,
+            legs: Arc::new(LegLog::new(LEG_SAMPLES)),
+        }
+    }
+
+    /// The WARS legs this coordinator measured (`GET /v1/admin/consistency`).
+    pub fn legs(&self) -> &Arc<LegLog> {
+        &self.legs
+    }
+
+    /// The delays to inject on a round trip `out`, `back` to a replica (zero without a
+    /// profile). `nearest`: the coordinator's own replica, or the nearest one when it holds
+    /// none, which a profile's far legs spare.
+    fn delays(&self, out: Leg, back: Leg, nearest: bool) -> (f64, f64) {
+        match &self.config.inject {
+            None => (0.0, 0.0),
+            Some(p) => {
+                let mut rng = rand::thread_rng();
+                (p.sample(out, nearest, &mut rng), p.sample(back, nearest, &mut rng))
+            }
         }
     }
 
@@ -414,6 +471,11 @@ impl<S: Store, T: Transport> Coordinator<S, T> {
             None => Value::Tombstone,
         };
         let explicit = req.context;
+        // With injected WARS latencies the coordinator's own replica gets the write over a W
+        // leg like every other replica; otherwise it is written here, first, as Dynamo's
+        // coordinator does.
+        let deferred = self.config.inject.is_some();
+        let started = Instant::now();
         let (object, outcome) = storage(self.config.storage, move || {
             // A delete without a context removes what this replica holds, as Riak's
             // fetch-then-delete does; concurrent writes it has not seen survive as siblings.
@@ -425,10 +487,19 @@ impl<S: Store, T: Transport> Coordinator<S, T> {
                     .unwrap_or_default(),
                 (None, Value::Data(_)) => VersionVector::new(),
             };
-            replica.coordinate(partition, &key, me.as_str(), &ctx, value, n)
+            if deferred {
+                replica.prepare(partition, &key, me.as_str(), &ctx, value, n)
+            } else {
+                replica.coordinate(partition, &key, me.as_str(), &ctx, value, n)
+            }
         })
         .await
         .map_err(CoordError::Storage)??;
+        if !deferred {
+            let took = started.elapsed().as_secs_f64() * 1000.0;
+            self.legs
+                .record_round_trip(self.me.as_str(), true, (Leg::W, 0.0), (Leg::A, 0.0), took);
+        }
         if outcome.warn {
             metrics::counter!("shoal_sibling_warnings_total").increment(1);
             warn!(
@@ -465,25 +536,48 @@ impl<S: Store, T: Transport> Coordinator<S, T> {
                 .get_or_insert_with(|| self.fallbacks(layout, partition, &pref, &extra, sloppy))
                 .pop_front()
         };
-        current.ack(self.me.clone());
-        if let Some(t) = next.as_mut() {
-            t.ack(self.me.clone());
+        if !deferred {
+            current.ack(self.me.clone());
+            if let Some(t) = next.as_mut() {
+                t.ack(self.me.clone());
+            }
         }
         let shared = Arc::new(object);
         // Every send reports (the node it went to, the replica it stands for, the result).
         let (tx, mut rx) = mpsc::unbounded_channel();
         let send = |node: NodeId, owner: Option<NodeId>| {
             let (tx, transport, shared, key) = (tx.clone(), self.transport.clone(), shared.clone(), req.key.clone());
+            let (legs, delays) = (self.legs.clone(), self.delays(Leg::W, Leg::A, false));
             // Dynamo: send to all N, answer at W. The stragglers' writes still land.
             tokio::spawn(async move {
-                let result = match &owner {
-                    None => transport.replica_put(&node, key, shared, timeout).await,
-                    Some(o) => transport.hinted_put(&node, o, key, shared, timeout).await,
-                };
+                let result = round_trip(legs, node.clone(), false, (Leg::W, Leg::A), delays, || match &owner {
+                    None => transport.replica_put(&node, key, shared, timeout),
+                    Some(o) => transport.hinted_put(&node, o, key, shared, timeout),
+                })
+                .await;
                 let _ = tx.send((node, owner, result));
             });
         };
         let mut outstanding = 0usize;
+        if deferred {
+            let (tx, legs, me, replica) = (tx.clone(), self.legs.clone(), self.me.clone(), self.replica.clone());
+            let (key, shared, execution) = (req.key.clone(), shared.clone(), self.config.storage);
+            let delays = self.delays(Leg::W, Leg::A, true);
+            tokio::spawn(async move {
+                let apply = || async move {
+                    storage(execution, move || {
+                        replica
+                            .apply(partition, &key, &shared)
+                            .map(|_| ())
+                            .map_err(|e| e.to_string())
+                    })
+                    .await?
+                };
+                let result = round_trip(legs, me.clone(), true, (Leg::W, Leg::A), delays, apply).await;
+                let _ = tx.send((me, None, result));
+            });
+            outstanding += 1;
+        }
         for node in pref.iter().filter(|p| **p != self.me) {
             let (to, owner) = self.route(node, &mut next_fallback);
             send(to, owner);
@@ -614,21 +708,31 @@ impl<S: Store, T: Transport> Coordinator<S, T> {
         };
         // Every read reports (the node asked, the replica it stands for, the result).
         let (tx, mut rx) = mpsc::unbounded_channel();
+        // A profile's far legs spare the coordinator's own replica, or the first one when it
+        // holds none.
+        let nearest = if pref.contains(&self.me) {
+            &self.me
+        } else {
+            pref.first().unwrap_or(&self.me)
+        };
         let send = |node: NodeId, owner: Option<NodeId>| {
-            let (tx, key) = (tx.clone(), req.key.clone());
+            let (tx, key, legs) = (tx.clone(), req.key.clone(), self.legs.clone());
+            let delays = self.delays(Leg::R, Leg::S, node == *nearest);
+            let legs_of = (Leg::R, Leg::S);
             if node == self.me {
                 let this = self.clone();
                 tokio::spawn(async move {
-                    let result = this.read_local(key).await;
+                    let result = round_trip(legs, node.clone(), true, legs_of, delays, || this.read_local(key)).await;
                     let _ = tx.send((node, owner, result));
                 });
             } else {
                 let transport = self.transport.clone();
                 tokio::spawn(async move {
-                    let result = match &owner {
-                        None => transport.replica_get(&node, key, timeout).await,
-                        Some(o) => transport.hinted_get(&node, o, key, timeout).await,
-                    };
+                    let result = round_trip(legs, node.clone(), false, legs_of, delays, || match &owner {
+                        None => transport.replica_get(&node, key, timeout),
+                        Some(o) => transport.hinted_get(&node, o, key, timeout),
+                    })
+                    .await;
                     let _ = tx.send((node, owner, result));
                 });
             }

@@ -137,6 +137,17 @@ fn cluster_with(storage: StorageExecution) -> Cluster {
 }
 
 fn cluster_of(size: usize, storage: StorageExecution) -> Cluster {
+    cluster_config(
+        size,
+        CoordinatorConfig {
+            default_timeout: Duration::from_millis(300),
+            storage,
+            ..Default::default()
+        },
+    )
+}
+
+fn cluster_config(size: usize, config: CoordinatorConfig) -> Cluster {
     let ids: Vec<NodeId> = (1..=size).map(|i| NodeId::from(format!("n{i}"))).collect();
     let members = ids
         .iter()
@@ -148,11 +159,6 @@ fn cluster_of(size: usize, storage: StorageExecution) -> Cluster {
         .collect();
     let layout = Arc::new(Layout::new(1, members, RingConfig::default()).unwrap());
     let net = Arc::new(Net::default());
-    let config = CoordinatorConfig {
-        default_timeout: Duration::from_millis(300),
-        storage,
-        ..Default::default()
-    };
     let nodes: Vec<_> = ids
         .iter()
         .map(|id| {
@@ -400,4 +406,87 @@ async fn a_primary_that_fails_mid_request_gets_a_stand_in() {
         .await
         .unwrap();
     assert_eq!(values(&hint), ["v"]);
+}
+
+/// With a WARS latency profile, every replica (the coordinator's own included) gets a write
+/// only after its injected W delay, the ack after W + A, a read after R + S; and the legs the
+/// coordinator records are exactly the injected ones when the calls themselves take no time.
+#[tokio::test(start_paused = true)]
+async fn injected_latencies_delay_every_replica_the_coordinators_own_included() {
+    use shoal_pbs::{Dist, Profile};
+    let ms = |ms| Dist::Constant { ms };
+    let profile = Profile {
+        name: "test".into(),
+        description: String::new(),
+        w: ms(50.0),
+        a: ms(10.0),
+        r: ms(5.0),
+        s: ms(7.0),
+        far_ms: 0.0,
+    };
+    let c = cluster_config(
+        3,
+        CoordinatorConfig {
+            default_timeout: Duration::from_secs(5),
+            inject: Some(Arc::new(profile)),
+            ..Default::default()
+        },
+    );
+    let n1 = c.nodes[0].clone();
+    let started = tokio::time::Instant::now();
+    let write = tokio::spawn(async move { n1.put(put("k", "v", 3, 1)).await });
+    tokio::time::sleep(Duration::from_millis(25)).await;
+    // Halfway along W: not even the coordinator's own replica has the write yet.
+    for n in &c.nodes {
+        assert!(
+            n.read_local(Bytes::from("k")).await.unwrap().is_none(),
+            "{} has it early",
+            n.me()
+        );
+    }
+    let done = write.await.unwrap().unwrap();
+    let took = started.elapsed();
+    assert!(
+        (Duration::from_millis(60)..Duration::from_millis(63)).contains(&took),
+        "w=1 acks after W + A = 60 ms, took {took:?}"
+    );
+    assert_eq!(done.acks, 1);
+    for n in &c.nodes {
+        assert_eq!(
+            values(&n.read_local(Bytes::from("k")).await.unwrap()),
+            vec!["v"],
+            "{}",
+            n.me()
+        );
+    }
+    let started = tokio::time::Instant::now();
+    let got = c.nodes[1].get(get("k", 3, 1)).await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(values(&got.object), vec!["v"]);
+    assert!(
+        (Duration::from_millis(12)..Duration::from_millis(15)).contains(&took),
+        "r=1 answers after R + S = 12 ms, took {took:?}"
+    );
+    // Let the stragglers finish, then look at the legs n1 recorded.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let legs = c.nodes[0].legs().snapshot();
+    let me = legs
+        .peers
+        .iter()
+        .find(|p| p.peer == "n1")
+        .expect("own replica recorded");
+    assert!(me.local);
+    assert_eq!((me.w.clone(), me.a.clone()), (vec![50.0], vec![10.0]));
+    for other in legs.peers.iter().filter(|p| p.peer != "n1") {
+        assert!(!other.local);
+        assert_eq!(
+            (other.w.clone(), other.a.clone()),
+            (vec![50.0], vec![10.0]),
+            "{}",
+            other.peer
+        );
+    }
+    let reader = c.nodes[1].legs().snapshot();
+    let own = reader.peers.iter().find(|p| p.peer == "n2").expect("n2's own replica");
+    assert_eq!((own.r.clone(), own.s.clone()), (vec![5.0], vec![7.0]));
 }

@@ -29,7 +29,19 @@ pub struct NodeConfig {
     pub transfer: TransferSection,
     pub handoff: HandoffSection,
     pub antientropy: AntiEntropySection,
+    pub bench: BenchSection,
     pub log: LogSection,
+}
+
+/// Benchmark-only knobs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BenchSection {
+    /// Inject WARS latencies on every replica request this node coordinates, its own replica
+    /// included: a built-in profile (`lnkd-ssd`, `lnkd-disk`, `ymmr`, `wan`; `lan` or empty
+    /// injects nothing) or the path of a TOML profile file. Slows the node down on purpose;
+    /// `shoal bench` sets it on the clusters it starts.
+    pub latency_profile: String,
 }
 
 /// Hinted handoff: copies kept for down replicas (Dynamo §4.6).
@@ -291,6 +303,9 @@ impl Default for NodeConfig {
                 max_mb_per_sec: 16.0,
                 tombstone_grace_secs: 10 * 86_400,
             },
+            bench: BenchSection {
+                latency_profile: String::new(),
+            },
             log: LogSection {
                 format: "text".into(),
                 level: "info".into(),
@@ -329,6 +344,16 @@ impl NodeConfig {
             .map_err(|e| ConfigError::Load(e.to_string()))?;
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// The WARS latency profile to inject, if any (`lan` injects nothing, so it is `None`).
+    pub fn latency_profile(&self) -> Result<Option<shoal_pbs::Profile>, shoal_pbs::ProfileError> {
+        let spec = self.bench.latency_profile.trim();
+        if spec.is_empty() {
+            return Ok(None);
+        }
+        let profile = shoal_pbs::Profile::resolve(spec)?;
+        Ok((!profile.is_lan()).then_some(profile))
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -398,6 +423,8 @@ impl NodeConfig {
                 "storage: sync_writes fsyncs every write, which must not run on the async workers; set storage.execution = \"pool\"".into(),
             );
         }
+        self.latency_profile()
+            .map_err(|e| ConfigError::Invalid(format!("bench.latency_profile: {e}")))?;
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return bad(format!("log.format must be text or json, not {:?}", self.log.format));
         }

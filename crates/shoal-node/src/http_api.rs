@@ -1,4 +1,5 @@
-//! The HTTP API: `/v1/kv/{key}`, `/v1/admin/{status,join,leave,remove}`, `/metrics`, `/healthz`.
+//! The HTTP API: `/v1/kv/{key}`, `/v1/admin/{status,aae,consistency,join,leave,remove}`, `/metrics`,
+//! `/healthz`.
 
 use std::sync::Arc;
 
@@ -13,7 +14,7 @@ use base64::Engine;
 use bytes::Bytes;
 use shoal_net::client_api::{ApiError, ClientRequest, ClientResponse};
 
-use crate::server::NodeShared;
+use crate::server::{ConsistencyQuery, NodeShared};
 
 pub const CONTEXT_HEADER: &str = "x-shoal-context";
 
@@ -22,6 +23,8 @@ pub fn router(shared: Arc<NodeShared>) -> Router {
         .route("/v1/kv/{*key}", get(kv).put(kv).delete(kv))
         .route("/v1/admin/status", get(status))
         .route("/v1/admin/aae", get(aae_status))
+        .route("/v1/admin/consistency", get(consistency))
+        .route("/v1/admin/consistency/legs", get(legs).delete(clear_legs))
         .route("/v1/admin/join", post(join))
         .route("/v1/admin/leave", post(leave))
         .route("/v1/admin/remove", post(remove))
@@ -295,6 +298,30 @@ fn render(response: ClientResponse, json: bool) -> Response {
 
 async fn status(State(shared): State<Arc<NodeShared>>) -> Response {
     axum::Json(shared.status().await).into_response()
+}
+
+async fn consistency(
+    State(shared): State<Arc<NodeShared>>,
+    params: Result<Query<ConsistencyQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let q = match params {
+        Ok(Query(q)) => q,
+        Err(e) => return error_response(ApiError::new(400, "invalid_parameter", e.body_text())),
+    };
+    match shared.consistency(&q) {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(e) => error_response(e),
+    }
+}
+
+/// The raw WARS leg samples behind the prediction (`shoal bench` pools every node's).
+async fn legs(State(shared): State<Arc<NodeShared>>) -> Response {
+    axum::Json(shared.api.coordinator.legs().snapshot()).into_response()
+}
+
+async fn clear_legs(State(shared): State<Arc<NodeShared>>) -> Response {
+    shared.api.coordinator.legs().clear();
+    axum::Json(serde_json::json!({"cleared": true})).into_response()
 }
 
 async fn aae_status(State(shared): State<Arc<NodeShared>>) -> Response {

@@ -12,11 +12,12 @@ use serde_json::json;
 use shoal_antientropy::{AaeConfig, AntiEntropy};
 use shoal_coordinator::{Coordinator, CoordinatorConfig, RequestDefaults};
 use shoal_handoff::{DeliveryConfig, HandoffConfig, Hints};
+use shoal_net::client_api::ApiError;
 use shoal_net::{tls, Pool, Throttle, TransportTuning};
 use shoal_ring::NodeId;
 use shoal_storage::{Replica, ReplicaLimits, RocksOptions, RocksStore};
 use shoal_version::{ContextCodec, SiblingLimits};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::api::{Api, ApiLimits};
 use crate::config::NodeConfig;
@@ -26,6 +27,23 @@ use crate::quic_api::ClientService;
 use crate::repair::HintTarget;
 
 /// What the HTTP handlers share.
+/// The read delays of the live prediction when the caller names none, in ms.
+pub const DEFAULT_T_MS: [f64; 11] = [0.0, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0];
+
+/// `GET /v1/admin/consistency` parameters.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct ConsistencyQuery {
+    pub n: Option<u8>,
+    pub r: Option<u8>,
+    pub w: Option<u8>,
+    /// Comma-separated delays after the write's acknowledgement, in ms.
+    pub t: Option<String>,
+    /// k-staleness up to this k.
+    pub k: Option<u32>,
+    pub trials: Option<u32>,
+    pub seed: Option<u64>,
+}
+
 pub struct NodeShared {
     pub config: NodeConfig,
     pub api: Arc<Api>,
@@ -104,6 +122,105 @@ impl NodeShared {
             "defaults": {"n": d.n, "w": d.w, "r": d.r, "max_n": d.max_n},
             "members": members,
         })
+    }
+
+    /// The live PBS prediction for `GET /v1/admin/consistency`: t-visibility and k-staleness
+    /// of (n, r, w) from the WARS legs this node measured on its own recent requests.
+    pub fn consistency(&self, q: &ConsistencyQuery) -> Result<serde_json::Value, ApiError> {
+        let invalid = |m: String| ApiError::new(400, "invalid_parameter", m);
+        let coordinator = &self.api.coordinator;
+        let defaults = &coordinator.config().defaults;
+        let members = coordinator.layout().map_or(1, |l| l.members().len()).max(1);
+        let n = q.n.unwrap_or(defaults.n).min(members as u8);
+        let (r, w) = (q.r.unwrap_or(defaults.r).min(n), q.w.unwrap_or(defaults.w).min(n));
+        let t_ms: Vec<f64> = match &q.t {
+            Some(list) => list
+                .split(',')
+                .map(|t| match t.trim().parse::<f64>() {
+                    Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+                    _ => Err(invalid(format!("t: {t:?} is not a number of ms, zero or more"))),
+                })
+                .collect::<Result<_, _>>()?,
+            None => DEFAULT_T_MS.to_vec(),
+        };
+        if t_ms.len() > 64 {
+            return Err(invalid(format!(
+                "t: at most 64 delays (the limit max_t_points), got {}",
+                t_ms.len()
+            )));
+        }
+        let trials = q.trials.unwrap_or(20_000);
+        if trials == 0 || trials > 1_000_000 {
+            return Err(invalid(format!(
+                "trials: between 1 and 1000000 (the limit max_trials), got {trials}"
+            )));
+        }
+        let snapshot = coordinator.legs().snapshot();
+        let (local, remote) = shoal_pbs::LegSnapshot::pooled([&snapshot]);
+        let query = shoal_pbs::Query {
+            n,
+            r,
+            w,
+            t_ms,
+            k_max: q.k.unwrap_or(3).clamp(1, 16),
+            trials,
+            seed: q.seed.unwrap_or(1),
+            spread: shoal_pbs::Spread::Expanding,
+            // The writer's coordinator holds a replica (a non-replica forwards writes); the
+            // reader is another node, which holds one with this probability.
+            reader_local: if members > 1 {
+                f64::from(n.saturating_sub(1)) / (members - 1) as f64
+            } else {
+                1.0
+            },
+            same_coordinator: false,
+            // t counts from the write's ack leaving this node (PBS's commit time).
+            gap_ms: Vec::new(),
+        };
+        if !remote.is_complete() {
+            return Err(ApiError::new(
+                409,
+                "no_latency_samples",
+                "no latency samples for some WARS leg yet: send some traffic through this node first",
+            ));
+        }
+        let p = shoal_pbs::predict(&local, &remote, &query).map_err(invalid)?;
+        let legs = |l: &shoal_pbs::ReplicaLegs| {
+            let mut out = serde_json::Map::new();
+            for (name, leg) in [
+                ("w", shoal_pbs::Leg::W),
+                ("a", shoal_pbs::Leg::A),
+                ("r", shoal_pbs::Leg::R),
+                ("s", shoal_pbs::Leg::S),
+            ] {
+                if let Some((count, mean, p50, p99)) = l.summary(leg) {
+                    out.insert(
+                        name.into(),
+                        json!({"samples": count, "mean_ms": mean, "p50_ms": p50, "p99_ms": p99}),
+                    );
+                }
+            }
+            serde_json::Value::Object(out)
+        };
+        let t0 = p.points.first();
+        Ok(json!({
+            "node": coordinator.me().to_string(),
+            "n": n,
+            "r": r,
+            "w": w,
+            "injected_profile": coordinator.config().inject.as_ref().map(|p| p.name.clone()),
+            "method": "WARS Monte Carlo (PBS, Bailis et al., VLDB 2012) over the last samples of each leg this node measured; a one-way leg is the injected delay plus half of the rest of its round trip",
+            "trials": p.trials,
+            "reader_local": query.reader_local,
+            "legs_ms": {"local": legs(&local), "remote": legs(&remote)},
+            "t_visibility": p.points.iter().map(|x| json!({"t_ms": x.t_ms, "p_fresh": x.p_fresh})).collect::<Vec<_>>(),
+            "k_staleness": t0.map(|x| x.p_within_k.iter().enumerate().map(|(k, p)| json!({"k": k + 1, "p": p})).collect::<Vec<_>>()),
+            "predicted_latency_ms": {
+                "read": {"p50": p.read_latency_ms[0], "p99": p.read_latency_ms[1], "p999": p.read_latency_ms[2]},
+                "write": {"p50": p.write_latency_ms[0], "p99": p.write_latency_ms[1], "p999": p.write_latency_ms[2]},
+            },
+            "closed_form_p_stale_non_expanding": shoal_pbs::wars::p_stale_closed_form(n, r, w),
+        }))
     }
 
     /// Anti-entropy and handoff state, for `GET /v1/admin/aae`: every Merkle tree this node
@@ -256,7 +373,11 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
         read_repair: config.requests.read_repair,
         storage: config.storage.execution,
         sloppy_quorum: config.requests.sloppy_quorum,
+        inject: config.latency_profile()?.map(Arc::new),
     };
+    if let Some(p) = &coord_config.inject {
+        warn!(profile = %p.name, "injecting WARS latencies on every replica request (bench.latency_profile): for benchmarks only");
+    }
     let mut coordinator = Coordinator::new(
         me.clone(),
         // Membership restores or bootstraps the layout; until then the node serves no data.

@@ -39,6 +39,44 @@ pub fn run_all<S: Store>(make: impl Fn() -> S) {
     hints_are_kept_by_owner(make());
     replica_tells_its_observer(make());
     tombstones_are_stamped_and_reaped(make());
+    prepared_writes_apply_later(make());
+}
+
+/// `prepare` mints a version without storing it (the injected-latency path of `shoal bench`):
+/// the replica is unchanged, the dot is spent, and the object merges in later like a peer's.
+fn prepared_writes_apply_later<S: Store>(s: S) {
+    let r = Replica::new(Arc::new(s), ReplicaLimits::default()).unwrap();
+    let (first, _) = r
+        .coordinate(
+            5,
+            b"k",
+            "n1",
+            &VersionVector::new(),
+            Value::Data(Bytes::from_static(b"a")),
+            3,
+        )
+        .unwrap();
+    let ctx = first.siblings.context();
+    let (prepared, outcome) = r
+        .prepare(5, b"k", "n1", &ctx, Value::Data(Bytes::from_static(b"b")), 3)
+        .unwrap();
+    assert_eq!(r.read(5, b"k").unwrap(), Some(first.clone()), "prepare stores nothing");
+    assert_eq!(prepared.values(), vec![Bytes::from_static(b"b")]);
+    // A write minted meanwhile gets a later dot: the prepared one is never reused.
+    let (_, later) = r
+        .coordinate(
+            5,
+            b"other",
+            "n1",
+            &VersionVector::new(),
+            Value::Data(Bytes::from_static(b"c")),
+            3,
+        )
+        .unwrap();
+    assert!(later.dot.counter > outcome.dot.counter);
+    let merged = r.apply(5, b"k", &prepared).unwrap();
+    assert_eq!(merged.values(), vec![Bytes::from_static(b"b")], "b supersedes a");
+    assert_eq!(r.read(5, b"k").unwrap(), Some(merged));
 }
 
 /// Keys in the order every store scans a partition: by (segment, key).

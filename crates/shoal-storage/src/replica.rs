@@ -169,6 +169,36 @@ impl<S: Store> Replica<S> {
         value: Value,
         n: u8,
     ) -> Result<(Object, WriteOutcome), ReplicaError> {
+        self.mint(partition, key, actor, context, value, n, true)
+    }
+
+    /// Mint the new version as [`Replica::coordinate`] does, but leave this replica as it is:
+    /// the caller delivers the object to it later like to any other replica ([`Replica::apply`]).
+    /// Used when `shoal bench` injects WARS latencies, so that the coordinator's own replica
+    /// gets the write over an injected W leg too. The dot is consumed all the same.
+    pub fn prepare(
+        &self,
+        partition: u32,
+        key: &[u8],
+        actor: &str,
+        context: &VersionVector,
+        value: Value,
+        n: u8,
+    ) -> Result<(Object, WriteOutcome), ReplicaError> {
+        self.mint(partition, key, actor, context, value, n, false)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn mint(
+        &self,
+        partition: u32,
+        key: &[u8],
+        actor: &str,
+        context: &VersionVector,
+        value: Value,
+        n: u8,
+        store: bool,
+    ) -> Result<(Object, WriteOutcome), ReplicaError> {
         let _guard = self.lock(key);
         let old = self.store.get(partition, key)?;
         let mut obj = old.clone().unwrap_or_default();
@@ -188,8 +218,10 @@ impl<S: Store> Replica<S> {
             });
         }
         self.advance_dot_clock(outcome.dot.counter)?;
-        self.store.put(partition, key, &obj)?;
-        self.notify(partition, key, old.as_ref(), Some(&obj));
+        if store {
+            self.store.put(partition, key, &obj)?;
+            self.notify(partition, key, old.as_ref(), Some(&obj));
+        }
         Ok((obj, outcome))
     }
 

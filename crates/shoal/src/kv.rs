@@ -86,6 +86,24 @@ pub enum AdminCommand {
     /// Anti-entropy and hinted handoff.
     #[command(subcommand)]
     Aae(AaeCommand),
+    /// Predict what an (n, r, w) choice buys in freshness, live: PBS t-visibility and
+    /// k-staleness from the WARS leg latencies the node at --endpoint measured recently.
+    Consistency {
+        #[arg(long, env = "SHOAL_ENDPOINT", default_value = "http://127.0.0.1:8080")]
+        endpoint: String,
+        #[arg(long)]
+        n: Option<u8>,
+        #[arg(long)]
+        r: Option<u8>,
+        #[arg(long)]
+        w: Option<u8>,
+        /// Comma-separated read delays after the write's ack, in ms.
+        #[arg(long)]
+        t: Option<String>,
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Decommission the node at --endpoint: its partitions stream to their new owners, then
     /// it marks itself left and stops.
     Leave {
@@ -261,6 +279,57 @@ fn options(t: &Target, w: Option<u8>, r: Option<u8>) -> Options {
     }
 }
 
+fn print_consistency(p: &serde_json::Value) {
+    let f = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
+    println!(
+        "node {}  n={} r={} w={}  injected profile: {}  ({} trials)",
+        p["node"].as_str().unwrap_or("?"),
+        p["n"],
+        p["r"],
+        p["w"],
+        p["injected_profile"].as_str().unwrap_or("none"),
+        p["trials"]
+    );
+    println!("\nmeasured legs (ms)   samples      mean       p50       p99");
+    for kind in ["local", "remote"] {
+        for leg in ["w", "a", "r", "s"] {
+            let l = &p["legs_ms"][kind][leg];
+            if l.is_object() {
+                println!(
+                    "  {kind:<6} {:<3} {:>12} {:>9.3} {:>9.3} {:>9.3}",
+                    leg.to_uppercase(),
+                    l["samples"],
+                    f(&l["mean_ms"]),
+                    f(&l["p50_ms"]),
+                    f(&l["p99_ms"])
+                );
+            }
+        }
+    }
+    println!("\nt-visibility: P(a read t ms after the ack returns the write or newer)");
+    for point in p["t_visibility"].as_array().into_iter().flatten() {
+        println!("  t = {:>7.1} ms   {:.5}", f(&point["t_ms"]), f(&point["p_fresh"]));
+    }
+    println!("\nk-staleness at t = 0: P(one of the last k versions)");
+    for point in p["k_staleness"].as_array().into_iter().flatten() {
+        println!("  k = {}   {:.5}", point["k"], f(&point["p"]));
+    }
+    let lat = &p["predicted_latency_ms"];
+    println!(
+        "\npredicted latency (ms)  read p50 {:.2} p99 {:.2} p99.9 {:.2}   write p50 {:.2} p99 {:.2} p99.9 {:.2}",
+        f(&lat["read"]["p50"]),
+        f(&lat["read"]["p99"]),
+        f(&lat["read"]["p999"]),
+        f(&lat["write"]["p50"]),
+        f(&lat["write"]["p99"]),
+        f(&lat["write"]["p999"])
+    );
+    println!(
+        "without write spreading (PBS closed form) a read would miss with p = {:.4}",
+        f(&p["closed_form_p_stale_non_expanding"])
+    );
+}
+
 fn report(e: ClientError) -> anyhow::Result<std::process::ExitCode> {
     eprintln!("error: {e}");
     if let ClientError::Api(api) = &e {
@@ -368,6 +437,33 @@ pub async fn admin(cmd: AdminCommand) -> anyhow::Result<std::process::ExitCode> 
             .await
         }
         AdminCommand::Aae(AaeCommand::Status { endpoint, json }) => aae_status(&endpoint, json).await,
+        AdminCommand::Consistency {
+            endpoint,
+            n,
+            r,
+            w,
+            t,
+            json,
+        } => {
+            let mut query: Vec<String> = [("n", n), ("r", r), ("w", w)]
+                .iter()
+                .filter_map(|(k, v)| v.map(|v| format!("{k}={v}")))
+                .collect();
+            if let Some(t) = t {
+                query.push(format!("t={}", query_value(&t)));
+            }
+            let path = format!("/v1/admin/consistency?{}", query.join("&"));
+            let p = match shoal_client::http_get_json(&endpoint, &path).await {
+                Ok(p) => p,
+                Err(e) => return report(e),
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&p)?);
+                return Ok(std::process::ExitCode::SUCCESS);
+            }
+            print_consistency(&p);
+            Ok(std::process::ExitCode::SUCCESS)
+        }
         AdminCommand::Status { endpoint, json } => {
             let status = match shoal_client::http_get_json(&endpoint, "/v1/admin/status").await {
                 Ok(s) => s,
