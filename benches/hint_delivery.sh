@@ -66,7 +66,7 @@ sleep 3 # SWIM: everyone meets everyone
 endpoints="http://127.0.0.1:$((base + 1)),http://127.0.0.1:$((base + 2)),http://127.0.0.1:$((base + 3))"
 bench() {
   "$SHOAL" bench --endpoints "$endpoints" --mix a --keys 20000 --value-size "$VALUE" --concurrency 32 \
-    --rate "$RATE" --duration "$SECS" --warmup "${2:-2}" ${3:-} --json "$1" >"$1.out" 2>&1
+    --rate "$RATE" --duration "$SECS" --warmup "${2:-2}" --probe-workers 0 ${3:-} --json "$1" >"$1.out" 2>&1
 }
 pending() {
   local total=0
@@ -112,7 +112,7 @@ sleep 3
 kill_n4
 echo "n4 down: writing $HINTS keys of $VALUE bytes" >&2
 "$SHOAL" bench --endpoints "$endpoints" --mix w --keys "$HINTS" --value-size "$VALUE" --concurrency 32 \
-  --duration 0 --warmup 0 >"$dir/preload.out" 2>&1 || cat "$dir/preload.out" >&2
+  --duration 0 --warmup 0 --probe-workers 0 >"$dir/preload.out" 2>&1 || cat "$dir/preload.out" >&2
 held=$(pending)
 echo "hints held for n4: $held" >&2
 
@@ -135,6 +135,6 @@ fi
 printf '{"hints":%d,"delivered":%d,"drained":%s,"seconds":%.2f,"keys_per_s":%.0f,"mb_per_sec_limit":%s,"batch_keys":%s}\n' \
   "$held" "$delivered" "$([ -n "$t1" ] && echo true || echo false)" "$secs" "$(echo "$delivered / $secs" | bc -l)" "$MBPS" "$BATCH"
 for phase in before restart during; do
-  jq -c --arg p "$phase" '.[0].report | {phase: $p, ops_per_sec: (.throughput | floor), errors: .errors, get_p50_ms: (.get.p50_us / 1000), get_p99_ms: (.get.p99_us / 1000), put_p50_ms: (.put.p50_us / 1000), put_p99_ms: (.put.p99_us / 1000)}' "$dir/$phase.json" 2>/dev/null \
+  jq -c --arg p "$phase" '.profiles[0].cells[0] | {phase: $p, ops_per_sec: (.throughput | floor), errors: .errors, get_p50_ms: (.get.p50_us / 1000), get_p99_ms: (.get.p99_us / 1000), put_p50_ms: (.put.p50_us / 1000), put_p99_ms: (.put.p99_us / 1000)}' "$dir/$phase.json" 2>/dev/null \
     || { echo "$phase report:"; cat "$dir/$phase.json.out"; }
 done

@@ -20,7 +20,7 @@ for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$((base + 2))/healthz" >/de
 endpoints="http://127.0.0.1:$base,http://127.0.0.1:$((base + 1)),http://127.0.0.1:$((base + 2))"
 bench() {
   "$SHOAL" bench --endpoints "$endpoints" --mix a --keys "$KEYS" --value-size 256 --concurrency "$CONC" \
-    --duration "$SECS" --warmup 2 --json "$1" >"$1.out" 2>&1
+    --duration "$SECS" --warmup 2 --probe-workers 0 --json "$1" >"$1.out" 2>&1
 }
 echo "baseline: $KEYS keys, $CONC clients, $SECS s" >&2
 bench "$dir/before.json"
@@ -53,7 +53,7 @@ bench "$dir/during.json"
 wait $joiner || true
 tail -1 "$dir/join.out" >&2
 for phase in before during; do
-  jq -c --arg p "$phase" '.[0].report | {phase: $p, ops_per_sec: (.throughput | floor), errors: .errors, get_p50_ms: (.get.p50_us / 1000), get_p99_ms: (.get.p99_us / 1000), put_p50_ms: (.put.p50_us / 1000), put_p99_ms: (.put.p99_us / 1000)}' "$dir/$phase.json" 2>/dev/null \
+  jq -c --arg p "$phase" '.profiles[0].cells[0] | {phase: $p, ops_per_sec: (.throughput | floor), errors: .errors, get_p50_ms: (.get.p50_us / 1000), get_p99_ms: (.get.p99_us / 1000), put_p50_ms: (.put.p50_us / 1000), put_p99_ms: (.put.p99_us / 1000)}' "$dir/$phase.json" 2>/dev/null \
     || { echo "$phase report:"; cat "$dir/$phase.json.out"; }
 done
 curl -s "http://127.0.0.1:$((base + 3))/metrics" | grep -E "^shoal_transfer_received_(bytes|keys)_total" >&2 || true

@@ -5,34 +5,11 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::net::{TcpListener, UdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
 use reqwest::StatusCode;
-
-/// A base port with `count` consecutive free TCP and UDP ports above it.
-fn free_block(count: u16) -> u16 {
-    for _ in 0..200 {
-        let base = 20_000 + (std::process::id() as u16 % 200) * 100 + rand_offset();
-        let free = (0..count).all(|i| {
-            TcpListener::bind(("127.0.0.1", base + i)).is_ok() && UdpSocket::bind(("127.0.0.1", base + i)).is_ok()
-        });
-        if free {
-            return base;
-        }
-    }
-    panic!("no block of {count} free ports");
-}
-
-fn rand_offset() -> u16 {
-    (std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos()
-        % 97) as u16
-}
 
 struct Dev(Child);
 
@@ -93,7 +70,7 @@ fn node_pids(dir: &std::path::Path, node: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn dev_cluster_serves_survives_a_dead_node_and_stops_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let base = free_block(9);
+    let base = free_block(9, &[0]);
     let (http_port, peer_port, quic_port) = (base, base + 3, base + 6);
     let dev = start_dev(dir.path(), http_port, peer_port, quic_port);
     let http = http();

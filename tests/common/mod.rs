@@ -33,6 +33,28 @@ fn free_udp() -> SocketAddr {
     UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
 }
 
+/// A base port such that, for every offset in `groups`, the `count` consecutive TCP and UDP
+/// ports from base + offset are free (a local cluster's HTTP, peer and QUIC port ranges).
+pub fn free_block(count: u16, groups: &[u16]) -> u16 {
+    for attempt in 0..200u16 {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let base = 20_000 + (std::process::id() as u16 % 200) * 50 + (nanos % 97) as u16 + attempt * 7;
+        let free = groups.iter().all(|g| {
+            (0..count).all(|i| {
+                let port = base + g + i;
+                TcpListener::bind(("127.0.0.1", port)).is_ok() && UdpSocket::bind(("127.0.0.1", port)).is_ok()
+            })
+        });
+        if free {
+            return base;
+        }
+    }
+    panic!("no block of {count} free ports");
+}
+
 pub fn run_shoal(args: &[&str]) -> std::process::Output {
     Command::new(SHOAL).args(args).output().expect("running shoal")
 }

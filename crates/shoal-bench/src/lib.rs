@@ -1,5 +1,7 @@
 //! The load generator behind `shoal bench`: a YCSB-style mix of gets and puts from many
-//! concurrent clients, with latencies in HDR histograms.
+//! concurrent clients, with latencies in HDR histograms; freshness probes that measure
+//! staleness against ground truth ([`freshness`]); one setting of a consistency matrix with
+//! its PBS prediction ([`matrix`]); and the report files ([`report`]).
 //!
 //! Writes carry the causal context of the last read or write of the same key, as a real
 //! application would; blind writes would pile up siblings and measure sibling growth instead
@@ -16,6 +18,12 @@ use parking_lot::Mutex;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use shoal_client::{Client, ClientError, Options, Read};
+
+pub mod freshness;
+pub mod matrix;
+pub mod report;
+
+pub use report::Latency;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum KeyDistribution {
@@ -45,17 +53,7 @@ pub struct Workload {
     pub rate: Option<f64>,
 }
 
-#[derive(Clone, Debug, Serialize)]
-pub struct LatencySummary {
-    pub count: u64,
-    pub p50_us: u64,
-    pub p90_us: u64,
-    pub p99_us: u64,
-    pub p999_us: u64,
-    pub max_us: u64,
-}
-
-impl LatencySummary {
+impl Latency {
     fn from(h: &Histogram<u64>) -> Self {
         Self {
             count: h.len(),
@@ -68,6 +66,18 @@ impl LatencySummary {
     }
 }
 
+/// Points of a latency CDF (ms, cumulative fraction), dense in the tail where settings differ.
+fn cdf(h: &Histogram<u64>) -> Vec<(f64, f64)> {
+    if h.is_empty() {
+        return Vec::new();
+    }
+    let mut qs: Vec<f64> = (0..20).map(|i| f64::from(i) * 0.05).collect();
+    qs.extend([0.95, 0.97, 0.98, 0.99, 0.995, 0.998, 0.999, 0.9995, 0.9999, 1.0]);
+    qs.into_iter()
+        .map(|q| (h.value_at_quantile(q) as f64 / 1000.0, q))
+        .collect()
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
     pub ops: u64,
@@ -75,8 +85,10 @@ pub struct Report {
     pub error_samples: Vec<String>,
     pub elapsed_s: f64,
     pub throughput: f64,
-    pub get: LatencySummary,
-    pub put: LatencySummary,
+    pub get: Latency,
+    pub put: Latency,
+    pub get_cdf: Vec<(f64, f64)>,
+    pub put_cdf: Vec<(f64, f64)>,
 }
 
 fn key_name(i: u64) -> Vec<u8> {
@@ -299,8 +311,10 @@ pub async fn run(clients: &[Arc<Client>], w: &Workload, progress: bool) -> Repor
         error_samples: samples,
         elapsed_s: elapsed,
         throughput: ops as f64 / elapsed,
-        get: LatencySummary::from(&gets),
-        put: LatencySummary::from(&puts),
+        get: Latency::from(&gets),
+        put: Latency::from(&puts),
+        get_cdf: cdf(&gets),
+        put_cdf: cdf(&puts),
     }
 }
 

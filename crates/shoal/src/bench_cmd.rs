@@ -1,5 +1,9 @@
-//! `shoal bench`: run a workload against an embedded local cluster (default) or a running
-//! one, optionally beside a one-node baseline in the same run.
+//! `shoal bench`: what an N/W/R choice costs in latency and buys in freshness.
+//!
+//! For each latency profile (an embedded local cluster per profile, or a running cluster),
+//! for each (r, w) setting (one, or every pair with `--matrix`), the YCSB load and the
+//! freshness probes run together; the nodes' measured WARS legs feed the PBS model; the
+//! report puts measured and predicted staleness side by side.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -7,10 +11,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use shoal_bench::{KeyDistribution, Report, Workload};
+use shoal_bench::freshness::ProbeConfig;
+use shoal_bench::matrix::{self, CellPlan};
+use shoal_bench::report::{self, MatrixReport, ProfileRun};
+use shoal_bench::{KeyDistribution, Workload};
 use shoal_client::Client;
+use shoal_pbs::Profile;
 
-use crate::cluster::{self, DevArgs};
+use crate::cluster::{self, DevArgs, LocalCluster};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum Mix {
@@ -22,6 +30,17 @@ pub enum Mix {
     C,
     /// Writes only.
     W,
+}
+
+impl Mix {
+    fn read_fraction(self) -> f64 {
+        match self {
+            Mix::A => 0.5,
+            Mix::B => 0.95,
+            Mix::C => 1.0,
+            Mix::W => 0.0,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -38,6 +57,10 @@ pub struct BenchArgs {
     /// Target a running cluster instead: comma-separated http:// or quic:// endpoints.
     #[arg(long, value_delimiter = ',')]
     endpoints: Vec<String>,
+    /// HTTP endpoints of the running cluster's nodes, for their measured latencies (the PBS
+    /// prediction); defaults to --endpoints when those are HTTP.
+    #[arg(long, value_delimiter = ',')]
+    admin_endpoints: Vec<String>,
     #[arg(long, value_enum, default_value = "http")]
     protocol: Protocol,
     /// CA certificate for QUIC against --endpoints.
@@ -53,10 +76,10 @@ pub struct BenchArgs {
     /// operation's scheduled start). Without it, each client sends as fast as it is answered.
     #[arg(long)]
     rate: Option<f64>,
-    /// Measured seconds.
+    /// Measured seconds per setting.
     #[arg(long, default_value_t = 20)]
     duration: u64,
-    /// Unmeasured seconds before measuring.
+    /// Unmeasured seconds before measuring each setting.
     #[arg(long, default_value_t = 3)]
     warmup: u64,
     #[arg(long, default_value_t = 1024)]
@@ -69,6 +92,26 @@ pub struct BenchArgs {
     w: u8,
     #[arg(long, default_value_t = 2)]
     r: u8,
+    /// Measure every (r, w) from (1, 1) to (n, n) instead of the one given.
+    #[arg(long)]
+    matrix: bool,
+    /// Latency profiles to inject, each on a fresh embedded cluster: lan, lnkd-ssd,
+    /// lnkd-disk, ymmr, wan, or the path of a TOML profile. With --endpoints, a label for
+    /// whatever the cluster's nodes are configured with.
+    #[arg(long, value_delimiter = ',', default_value = "lan")]
+    profile: Vec<String>,
+    /// Read delays after a probe's last acknowledged write, in ms (t-visibility's t).
+    #[arg(long, value_delimiter = ',', default_value = "0,1,2,5,10,20,50,100,200,500")]
+    t_ms: Vec<f64>,
+    /// Versions each probe writes back to back before reading (k-staleness up to this k).
+    #[arg(long, default_value_t = 3)]
+    burst: u32,
+    /// Concurrent freshness probes beside the load (0: measure latency only).
+    #[arg(long, default_value_t = 8)]
+    probe_workers: usize,
+    /// Monte Carlo trials of the PBS prediction per setting.
+    #[arg(long, default_value_t = 20_000)]
+    trials: u32,
     /// Also run the same load against a one-node cluster with n=w=r=1, and report the ratio.
     #[arg(long)]
     baseline: bool,
@@ -78,7 +121,10 @@ pub struct BenchArgs {
     /// Skip writing the keys before the run (they were written by an earlier run).
     #[arg(long)]
     no_preload: bool,
-    /// Write the report as JSON here too.
+    /// Write the report here: report.json, CSVs, SVG and PNG plots, report.md.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Write the report's JSON here too.
     #[arg(long)]
     json: Option<PathBuf>,
     #[arg(long, default_value_t = 1)]
@@ -90,12 +136,6 @@ fn peak_rss_mib(pid: u32) -> Option<f64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
-}
-
-struct Outcome {
-    label: String,
-    report: Report,
-    rss_mib: Vec<f64>,
 }
 
 async fn clients(endpoints: &[String], ca: Option<&std::path::Path>) -> anyhow::Result<Vec<Arc<Client>>> {
@@ -110,170 +150,300 @@ async fn clients(endpoints: &[String], ca: Option<&std::path::Path>) -> anyhow::
     Ok(out)
 }
 
-async fn run_one(
-    args: &BenchArgs,
-    label: &str,
-    endpoints: Vec<String>,
-    ca: Option<PathBuf>,
-    w: &Workload,
-    pids: &[u32],
-) -> anyhow::Result<Outcome> {
-    let clients = clients(&endpoints, ca.as_deref()).await?;
-    if !args.no_preload {
-        eprintln!("{label}: preloading {} keys of {} bytes", w.keys, w.value_size);
-        shoal_bench::preload(&clients, w).await.context("preloading keys")?;
-    }
-    eprintln!(
-        "{label}: {} clients, n={:?} w={:?} r={:?}, {} s warm-up + {} s measured over {}",
-        w.concurrency,
-        w.n,
-        w.w,
-        w.r,
-        w.warmup.as_secs(),
-        w.duration.as_secs(),
-        if args.protocol == Protocol::Quic {
-            "QUIC"
-        } else {
-            "HTTP"
-        }
-    );
-    let report = shoal_bench::run(&clients, w, true).await;
-    let rss_mib = pids.iter().filter_map(|p| peak_rss_mib(*p)).collect();
-    Ok(Outcome {
-        label: label.to_string(),
-        report,
-        rss_mib,
-    })
-}
-
-async fn embedded(
-    args: &BenchArgs,
-    nodes: usize,
-    n: u8,
-    w: &Workload,
-    label: &str,
-    port_offset: u16,
-) -> anyhow::Result<Outcome> {
-    let dir = tempdir()?;
-    let dev = DevArgs {
-        nodes,
-        dir: dir.clone(),
-        http_port: args.base_port + port_offset,
-        peer_port: args.base_port + 1000 + port_offset,
-        quic_port: args.base_port + 2000 + port_offset,
-        n,
-    };
-    let cluster = cluster::start(&dev).await?;
-    let endpoints = match args.protocol {
-        Protocol::Http => cluster.http_endpoints(),
-        Protocol::Quic => cluster.quic_endpoints(),
-    };
-    let pids = cluster.pids();
-    let result = run_one(args, label, endpoints, Some(dir.join("certs/ca.pem")), w, &pids).await;
-    cluster.stop().await;
-    let _ = std::fs::remove_dir_all(&dir);
-    result
-}
-
 fn tempdir() -> anyhow::Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("shoal-bench-{}-{}", std::process::id(), rand_suffix()));
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let dir = std::env::temp_dir().join(format!("shoal-bench-{}-{nanos}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }
 
-fn rand_suffix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
+/// The clusters a run measures, one after the other.
+struct Target {
+    label: String,
+    description: String,
+    nodes: usize,
+    n: u8,
+    settings: Vec<(u8, u8)>,
+    /// Embedded: start this many nodes with this profile. Running: use --endpoints.
+    embedded: Option<(Option<String>, u16)>,
 }
 
-fn print(o: &Outcome) {
-    let r = &o.report;
-    println!("\n== {} ==", o.label);
-    println!(
-        "throughput   {:>10.0} ops/s   ({} ops in {:.1} s, {} errors)",
-        r.throughput, r.ops, r.elapsed_s, r.errors
-    );
-    println!(
-        "{:<6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
-        "op", "count", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms"
-    );
-    for (name, l) in [("get", &r.get), ("put", &r.put)] {
-        let ms = |us: u64| us as f64 / 1000.0;
-        println!(
-            "{:<6} {:>9} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
-            name,
-            l.count,
-            ms(l.p50_us),
-            ms(l.p90_us),
-            ms(l.p99_us),
-            ms(l.p999_us),
-            ms(l.max_us)
+impl BenchArgs {
+    fn workload(&self, n: u8, r: u8, w: u8) -> Workload {
+        Workload {
+            read_fraction: self.mix.read_fraction(),
+            keys: self.keys,
+            value_size: self.value_size,
+            concurrency: self.concurrency,
+            duration: Duration::from_secs(self.duration),
+            warmup: Duration::from_secs(self.warmup),
+            n: Some(n),
+            w: Some(w),
+            r: Some(r),
+            distribution: if self.zipfian {
+                KeyDistribution::Zipfian
+            } else {
+                KeyDistribution::Uniform
+            },
+            seed: self.seed,
+            rate: self.rate,
+        }
+    }
+
+    fn settings(&self) -> Vec<(u8, u8)> {
+        if self.matrix {
+            (1..=self.n).flat_map(|w| (1..=self.n).map(move |r| (r, w))).collect()
+        } else {
+            vec![(self.r, self.w)]
+        }
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.n >= 1, "--n must be at least 1");
+        anyhow::ensure!(
+            self.matrix || (1..=self.n).contains(&self.r) && (1..=self.n).contains(&self.w),
+            "need 1 <= r, w <= n (got n={} r={} w={})",
+            self.n,
+            self.r,
+            self.w
         );
+        anyhow::ensure!(
+            !self.endpoints.is_empty() || self.nodes >= self.n as usize,
+            "--nodes ({}) must be at least --n ({}): a key cannot have more replicas than nodes",
+            self.nodes,
+            self.n
+        );
+        anyhow::ensure!(!self.t_ms.is_empty(), "--t-ms needs at least one delay");
+        anyhow::ensure!(
+            self.t_ms.iter().all(|t| t.is_finite() && *t >= 0.0 && *t <= 60_000.0),
+            "--t-ms delays must be between 0 and 60000 ms"
+        );
+        anyhow::ensure!((1..=16).contains(&self.burst), "--burst must be between 1 and 16");
+        anyhow::ensure!(self.trials >= 1, "--trials must be at least 1");
+        anyhow::ensure!(
+            self.endpoints.is_empty() || self.profile.len() == 1,
+            "with --endpoints the cluster's own latencies are measured: give at most one --profile (as a label)"
+        );
+        Ok(())
     }
-    if !o.rss_mib.is_empty() {
-        let rss: Vec<String> = o.rss_mib.iter().map(|m| format!("{m:.0}")).collect();
-        println!("peak RSS per node (MiB): {}", rss.join(", "));
+
+    fn targets(&self) -> anyhow::Result<Vec<Target>> {
+        let mut out = Vec::new();
+        if !self.endpoints.is_empty() {
+            out.push(Target {
+                label: self.profile[0].clone(),
+                description: format!("running cluster at {}", self.endpoints.join(", ")),
+                nodes: self.endpoints.len(),
+                n: self.n,
+                settings: self.settings(),
+                embedded: None,
+            });
+            return Ok(out);
+        }
+        for (i, spec) in self.profile.iter().enumerate() {
+            // Refuse a bad profile before starting anything.
+            let p = Profile::resolve(spec)?;
+            out.push(Target {
+                label: p.name.clone(),
+                description: p.description.clone(),
+                nodes: self.nodes,
+                n: self.n,
+                settings: self.settings(),
+                embedded: Some(((!p.is_lan()).then(|| spec.clone()), (i as u16) * 10)),
+            });
+        }
+        if self.baseline {
+            out.push(Target {
+                label: "baseline".into(),
+                description: "one node, n=1 w=1 r=1, nothing injected: the cost of replication is the ratio to this"
+                    .into(),
+                nodes: 1,
+                n: 1,
+                settings: vec![(1, 1)],
+                embedded: Some((None, 100)),
+            });
+        }
+        Ok(out)
     }
-    for e in &r.error_samples {
-        println!("error sample: {e}");
+}
+
+async fn measure(args: &BenchArgs, target: &Target) -> anyhow::Result<(ProfileRun, Vec<f64>)> {
+    let mut cluster: Option<(LocalCluster, PathBuf)> = None;
+    let (endpoints, admin, ca) = match &target.embedded {
+        Some((profile, port_offset)) => {
+            let dir = tempdir()?;
+            let dev = DevArgs {
+                nodes: target.nodes,
+                dir: dir.clone(),
+                http_port: args.base_port + port_offset,
+                peer_port: args.base_port + 1000 + port_offset,
+                quic_port: args.base_port + 2000 + port_offset,
+                n: target.n,
+                latency_profile: profile.clone(),
+            };
+            let c = cluster::start(&dev).await?;
+            let endpoints = match args.protocol {
+                Protocol::Http => c.http_endpoints(),
+                Protocol::Quic => c.quic_endpoints(),
+            };
+            let admin = c.http_endpoints();
+            let ca = Some(dir.join("certs/ca.pem"));
+            cluster = Some((c, dir));
+            (endpoints, admin, ca)
+        }
+        None => {
+            let admin = if args.admin_endpoints.is_empty() {
+                args.endpoints
+                    .iter()
+                    .filter(|e| e.starts_with("http://"))
+                    .cloned()
+                    .collect()
+            } else {
+                args.admin_endpoints.clone()
+            };
+            if admin.is_empty() {
+                eprintln!("no HTTP endpoints (--admin-endpoints): staleness is measured but not predicted");
+            }
+            (args.endpoints.clone(), admin, args.ca.clone())
+        }
+    };
+    let result = measure_on(args, target, &endpoints, &admin, ca.as_deref()).await;
+    let rss = cluster
+        .as_ref()
+        .map(|(c, _)| c.pids().iter().filter_map(|p| peak_rss_mib(*p)).collect())
+        .unwrap_or_default();
+    if let Some((c, dir)) = cluster {
+        c.stop().await;
+        let _ = std::fs::remove_dir_all(&dir);
     }
+    result.map(|run| (run, rss))
+}
+
+async fn measure_on(
+    args: &BenchArgs,
+    target: &Target,
+    endpoints: &[String],
+    admin: &[String],
+    ca: Option<&std::path::Path>,
+) -> anyhow::Result<ProfileRun> {
+    let clients = clients(endpoints, ca).await?;
+    if !args.no_preload {
+        eprintln!(
+            "{}: preloading {} keys of {} bytes",
+            target.label, args.keys, args.value_size
+        );
+        let (r, w) = target.settings[0];
+        let w = args.workload(target.n, r, w);
+        shoal_bench::preload(&clients, &w).await.context("preloading keys")?;
+    }
+    let mut cells = Vec::new();
+    for &(r, w) in &target.settings {
+        let plan = CellPlan {
+            workload: args.workload(target.n, r, w),
+            probe: ProbeConfig {
+                n: target.n,
+                r,
+                w,
+                t_ms: args.t_ms.clone(),
+                burst: args.burst,
+                workers: args.probe_workers,
+                duration: Duration::ZERO,
+                value_size: args.value_size,
+                seed: args.seed,
+            },
+            trials: args.trials,
+            nodes: target.nodes,
+        };
+        eprintln!(
+            "{}: n={} r={r} w={w}: {} clients{}, {} probe workers, {} s warm-up + {} s measured over {}",
+            target.label,
+            target.n,
+            args.concurrency,
+            args.rate.map(|r| format!(" at {r} ops/s")).unwrap_or_default(),
+            args.probe_workers,
+            args.warmup,
+            args.duration,
+            if args.protocol == Protocol::Quic {
+                "QUIC"
+            } else {
+                "HTTP"
+            }
+        );
+        let (cell, notes) = matrix::run_cell(&clients, admin, &plan, &target.label).await?;
+        for note in notes.iter().take(5) {
+            eprintln!("  note: {note}");
+        }
+        cells.push(cell);
+    }
+    Ok(ProfileRun {
+        profile: target.label.clone(),
+        description: target.description.clone(),
+        nodes: target.nodes,
+        cells,
+    })
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
-    let read_fraction = match args.mix {
-        Mix::A => 0.5,
-        Mix::B => 0.95,
-        Mix::C => 1.0,
-        Mix::W => 0.0,
+    args.validate()?;
+    let targets = args.targets()?;
+    let unix_time = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let mut report = MatrixReport {
+        title: format!(
+            "{} nodes, YCSB {:?}, {} keys, {}-byte values, {} clients{}",
+            targets.first().map_or(args.nodes, |t| t.nodes),
+            args.mix,
+            if args.zipfian { "zipfian" } else { "uniform" },
+            args.value_size,
+            args.concurrency,
+            args.rate.map(|r| format!(" at {r} ops/s")).unwrap_or_default()
+        ),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        unix_time,
+        profiles: Vec::new(),
     };
-    let workload = |n: u8, w: u8, r: u8| Workload {
-        read_fraction,
-        keys: args.keys,
-        value_size: args.value_size,
-        concurrency: args.concurrency,
-        duration: Duration::from_secs(args.duration),
-        warmup: Duration::from_secs(args.warmup),
-        n: Some(n),
-        w: Some(w),
-        r: Some(r),
-        distribution: if args.zipfian {
-            KeyDistribution::Zipfian
-        } else {
-            KeyDistribution::Uniform
-        },
-        seed: args.seed,
-        rate: args.rate,
-    };
-    let main = workload(args.n, args.w, args.r);
-    let mut outcomes = Vec::new();
-    if !args.endpoints.is_empty() {
-        outcomes.push(run_one(&args, "cluster", args.endpoints.clone(), args.ca.clone(), &main, &[]).await?);
-    } else {
-        let label = format!("{} nodes, n={} w={} r={}", args.nodes, args.n, args.w, args.r);
-        outcomes.push(embedded(&args, args.nodes, args.n, &main, &label, 0).await?);
-        if args.baseline {
-            outcomes.push(embedded(&args, 1, 1, &workload(1, 1, 1), "baseline: 1 node, n=1 w=1 r=1", 100).await?);
+    for target in &targets {
+        let (run, rss) = measure(&args, target).await?;
+        if !rss.is_empty() {
+            let rss: Vec<String> = rss.iter().map(|m| format!("{m:.0}")).collect();
+            eprintln!("{}: peak RSS per node (MiB): {}", target.label, rss.join(", "));
+        }
+        report.profiles.push(run);
+    }
+    println!("{}", report::summary_table(&report));
+    let throughput = |p: &ProfileRun| p.cells.first().map_or(0.0, |c| c.throughput);
+    if let (Some(first), Some(base)) = (
+        report.profiles.first(),
+        report.profiles.iter().find(|p| p.profile == "baseline"),
+    ) {
+        if args.baseline && !std::ptr::eq(first, base) {
+            println!(
+                "ratio: {:.2}x of the one-node n=1 throughput ({:.0} / {:.0} ops/s)",
+                throughput(first) / throughput(base),
+                throughput(first),
+                throughput(base)
+            );
         }
     }
-    for o in &outcomes {
-        print(o);
-    }
-    if let [cluster, baseline] = outcomes.as_slice() {
-        println!(
-            "\nratio: {:.2}x of the one-node n=1 throughput ({:.0} / {:.0} ops/s)",
-            cluster.report.throughput / baseline.report.throughput,
-            cluster.report.throughput,
-            baseline.report.throughput
-        );
-    }
     if let Some(path) = &args.json {
-        let all: Vec<_> = outcomes
-            .iter()
-            .map(|o| serde_json::json!({"label": o.label, "report": o.report, "peak_rss_mib": o.rss_mib}))
-            .collect();
-        std::fs::write(path, serde_json::to_string_pretty(&all)?)?;
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    match &args.out {
+        Some(dir) => {
+            let files = report::write_all(&report, dir)?;
+            println!("report: {} files in {}", files.len(), dir.display());
+        }
+        None => eprintln!("add --out DIR for the JSON, CSV, plots and Markdown report"),
+    }
+    let errors: u64 = report.profiles.iter().flat_map(|p| &p.cells).map(|c| c.errors).sum();
+    if errors > 0 {
+        eprintln!("{errors} requests failed; see the notes above");
     }
     Ok(std::process::ExitCode::SUCCESS)
 }

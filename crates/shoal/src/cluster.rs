@@ -30,6 +30,10 @@ pub struct DevArgs {
     /// Default replication factor (capped at the node count).
     #[arg(long, default_value_t = 3)]
     pub n: u8,
+    /// Inject WARS latencies on every replica request (`bench.latency_profile`): lan,
+    /// lnkd-ssd, lnkd-disk, ymmr, wan, or the path of a TOML profile.
+    #[arg(long)]
+    pub latency_profile: Option<String>,
 }
 
 /// One node of a local cluster.
@@ -95,6 +99,14 @@ pub async fn start(args: &DevArgs) -> anyhow::Result<LocalCluster> {
             key = abs(&key).display(),
             secret = abs(&certs.join("cluster.secret")).display(),
         );
+        let config = match &args.latency_profile {
+            // A profile file is named by absolute path: the node may run elsewhere.
+            Some(p) => format!(
+                "{config}\n[bench]\nlatency_profile = \"{}\"\n",
+                abs(Path::new(p)).display().to_string().escape_default()
+            ),
+            None => config,
+        };
         let config_path = node_dir.join("shoal.toml");
         std::fs::write(&config_path, config).with_context(|| format!("writing {}", config_path.display()))?;
         let log = node_dir.join("node.log");
