@@ -140,7 +140,8 @@ impl Client {
             let bind: SocketAddr = if addr.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }
                 .parse()
                 .map_err(|_| ClientError::Endpoint(endpoint.to_string()))?;
-            let mut ep = quinn::Endpoint::client(bind).map_err(|e| ClientError::Transport(e.to_string()))?;
+            let (mut ep, _) =
+                shoal_net::bind_endpoint(bind, None).map_err(|e| ClientError::Transport(e.to_string()))?;
             ep.set_default_client_config(quic);
             let pool = shoal_net::Pool::new(ep, shoal_net::SERVER_NAME, tuning.max_frame_bytes);
             return Ok(Client {

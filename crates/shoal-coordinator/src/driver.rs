@@ -188,6 +188,10 @@ pub struct CoordinatorConfig {
     /// WARS latencies to inject on every replica request, this node's own replica included
     /// (`shoal bench` latency profiles). `None` in production.
     pub inject: Option<Arc<Profile>>,
+    /// Wait injected delays out on a dedicated timer thread, to the tens of microseconds,
+    /// rather than on tokio's millisecond timer (which rounds a 0.26 ms draw up to 1–2 ms).
+    /// Off only in tests that run on tokio's paused clock.
+    pub precise_delays: bool,
 }
 
 impl Default for CoordinatorConfig {
@@ -200,6 +204,7 @@ impl Default for CoordinatorConfig {
             storage: StorageExecution::Inline,
             sloppy_quorum: true,
             inject: None,
+            precise_delays: true,
         }
     }
 }
@@ -228,30 +233,48 @@ pub struct Coordinator<S: Store, T: Transport> {
 /// Samples kept per leg and peer: enough for the model's tails (p99.9 needs a thousand).
 const LEG_SAMPLES: usize = 4096;
 
-async fn pause(ms: f64) {
-    if ms > 0.0 {
-        tokio::time::sleep(Duration::from_secs_f64(ms / 1000.0)).await;
+/// Wait out an injected delay of `ms`; returns how long it actually took, in ms.
+async fn pause(ms: f64, precise: bool) -> f64 {
+    if ms <= 0.0 {
+        return 0.0;
     }
+    let started = Instant::now();
+    let d = Duration::from_secs_f64(ms / 1000.0);
+    if precise {
+        crate::delay::precise_sleep(d).await;
+    } else {
+        tokio::time::sleep(d).await;
+    }
+    started.elapsed().as_secs_f64() * 1000.0
+}
+
+/// The injected delays of one round trip, in ms, and how to wait them out.
+#[derive(Clone, Copy)]
+struct Delays {
+    out: f64,
+    back: f64,
+    precise: bool,
 }
 
 /// One round trip to a replica over the WARS legs `out` and `back`: wait out the injected
 /// delay on the way there, make the call (built only then, so the message really leaves
-/// late), wait out the delay on the way back, and record both legs when the call succeeded.
+/// late), wait out the delay on the way back, and record both legs (the delays as actually
+/// waited) when the call succeeded.
 async fn round_trip<V, F: Future<Output = Result<V, String>>>(
     legs: Arc<LegLog>,
     peer: NodeId,
     local: bool,
     (out, back): (Leg, Leg),
-    (delay_out, delay_back): (f64, f64),
+    delays: Delays,
     call: impl FnOnce() -> F,
 ) -> Result<V, String> {
-    pause(delay_out).await;
+    let waited_out = pause(delays.out, delays.precise).await;
     let started = Instant::now();
     let result = call().await;
     let measured = started.elapsed().as_secs_f64() * 1000.0;
-    pause(delay_back).await;
+    let waited_back = pause(delays.back, delays.precise).await;
     if result.is_ok() {
-        legs.record_round_trip(peer.as_str(), local, (out, delay_out), (back, delay_back), measured);
+        legs.record_round_trip(peer.as_str(), local, (out, waited_out), (back, waited_back), measured);
     }
     result
 }
@@ -329,12 +352,21 @@ impl<S: Store, T: Transport> Coordinator<S, T> {
     /// The delays to inject on a round trip `out`, `back` to a replica (zero without a
     /// profile). `nearest`: the coordinator's own replica, or the nearest one when it holds
     /// none, which a profile's far legs spare.
-    fn delays(&self, out: Leg, back: Leg, nearest: bool) -> (f64, f64) {
+    fn delays(&self, out: Leg, back: Leg, nearest: bool) -> Delays {
+        let precise = self.config.precise_delays;
         match &self.config.inject {
-            None => (0.0, 0.0),
+            None => Delays {
+                out: 0.0,
+                back: 0.0,
+                precise,
+            },
             Some(p) => {
                 let mut rng = rand::thread_rng();
-                (p.sample(out, nearest, &mut rng), p.sample(back, nearest, &mut rng))
+                Delays {
+                    out: p.sample(out, nearest, &mut rng),
+                    back: p.sample(back, nearest, &mut rng),
+                    precise,
+                }
             }
         }
     }

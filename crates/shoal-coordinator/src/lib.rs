@@ -13,6 +13,7 @@
 //! hold every dot it minted before), so a coordinator outside the preference list forwards the
 //! write to one that is inside it. A request never outlives its deadline.
 
+mod delay;
 mod driver;
 pub mod params;
 pub mod quorum;

@@ -429,6 +429,8 @@ async fn injected_latencies_delay_every_replica_the_coordinators_own_included() 
         CoordinatorConfig {
             default_timeout: Duration::from_secs(5),
             inject: Some(Arc::new(profile)),
+            // Delays on tokio's clock, which this test pauses and advances.
+            precise_delays: false,
             ..Default::default()
         },
     );

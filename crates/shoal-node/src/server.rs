@@ -349,8 +349,16 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
         ..Default::default()
     };
     let peer_server = tuning.server_config(tls::peer_server_config(&tls_files)?)?;
-    let mut peer_endpoint = quinn::Endpoint::server(peer_server, config.listen.peer)
+    let (mut peer_endpoint, granted) = shoal_net::bind_endpoint(config.listen.peer, Some(peer_server))
         .with_context(|| format!("binding the peer port {}", config.listen.peer))?;
+    // Linux reports twice the buffer it accounts for; less than asked means rmem_max capped it.
+    if granted < shoal_net::UDP_BUFFER_BYTES {
+        warn!(
+            granted,
+            wanted = shoal_net::UDP_BUFFER_BYTES,
+            "the kernel capped the QUIC receive buffer; bursts may drop datagrams and stall requests: raise net.core.rmem_max and net.core.wmem_max to at least 4194304"
+        );
+    }
     peer_endpoint.set_default_client_config(tuning.client_config(tls::peer_client_config(&tls_files)?)?);
     let addrs: HashMap<NodeId, _> = config
         .cluster
@@ -373,6 +381,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
         read_repair: config.requests.read_repair,
         storage: config.storage.execution,
         sloppy_quorum: config.requests.sloppy_quorum,
+        precise_delays: true,
         inject: config.latency_profile()?.map(Arc::new),
     };
     if let Some(p) = &coord_config.inject {
@@ -437,7 +446,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
         tuning.clone(),
     ));
     let client_server = tuning.server_config(tls::client_api_server_config(&tls_files)?)?;
-    let client_endpoint = quinn::Endpoint::server(client_server, config.listen.quic)
+    let (client_endpoint, _) = shoal_net::bind_endpoint(config.listen.quic, Some(client_server))
         .with_context(|| format!("binding the client QUIC port {}", config.listen.quic))?;
     tokio::spawn(shoal_net::serve(
         client_endpoint.clone(),
