@@ -26,6 +26,9 @@ pub struct ProbeConfig {
     /// Versions written before the read: k-staleness is measured for k = 1..=burst.
     pub burst: u32,
     pub workers: usize,
+    /// Probes started per second across all workers (each on a fixed schedule), so the
+    /// probes measure the cluster rather than load it. `None`: back to back.
+    pub rate: Option<f64>,
     pub duration: Duration,
     pub value_size: usize,
     pub seed: u64,
@@ -111,8 +114,21 @@ pub async fn probe(clients: &[Arc<Client>], cfg: &ProbeConfig, key_prefix: &str)
                     report.error_samples.push(e);
                 }
             };
+            let every = cfg
+                .rate
+                .filter(|r| *r > 0.0)
+                .map(|r| Duration::from_secs_f64(cfg.workers.max(1) as f64 / r));
+            let mut next =
+                Instant::now() + every.map_or(Duration::ZERO, |e| e.mul_f64(worker as f64 / cfg.workers.max(1) as f64));
             let mut i = worker;
-            while Instant::now() < deadline {
+            loop {
+                if let Some(e) = every {
+                    tokio::time::sleep_until(next.into()).await;
+                    next = (next + e).max(Instant::now());
+                }
+                if Instant::now() >= deadline {
+                    break;
+                }
                 let point = i % cfg.t_ms.len();
                 let key = format!("{prefix}-{i}").into_bytes();
                 i += cfg.workers.max(1);

@@ -5,7 +5,8 @@
 //! (each write starts when the previous one is acknowledged, as the harness does). Every write
 //! is sent to all N replicas; replica i applies version j at `start_j + W_ij` and its ack
 //! arrives `A_ij` later; the write is acknowledged at the W-th ack. A read starts `t` ms after
-//! the last acknowledgement (plus the client's hops, when the caller measured them), reaches replica i after `R_i`, returns the newest version i holds
+//! the last acknowledgement (plus the client's hops, when the caller measured them, which
+//! also separate the versions of the burst), reaches replica i after `R_i`, returns the newest version i holds
 //! then, and its response arrives `S_i` later. The coordinator answers with the newest version
 //! among the first R responses. The read is *fresh* if that is the last version written, and
 //! *k-fresh* if it is one of the last k.
@@ -90,11 +91,11 @@ pub struct Query {
     pub reader_local: f64,
     /// Reads go through the writer's own coordinator (its replica is local to both).
     pub same_coordinator: bool,
-    /// Samples of the time, besides `t`, between the write's ack leaving its coordinator and
-    /// the read reaching its coordinator: the client's two hops (the ack's way back, the
-    /// read's way out). Empty: none, PBS's definition, where t counts from the coordinator's
-    /// commit. A benchmark whose client waits t after *receiving* the ack passes the round
-    /// trips it measured to the nodes.
+    /// Samples of the time, besides `t`, between a write's ack leaving its coordinator and the
+    /// client's next request (the next version of the burst, or the read) reaching its
+    /// coordinator: the client's two hops. Empty: none, PBS's definition, where t counts from
+    /// the coordinator's commit. A benchmark whose client waits t after *receiving* the ack
+    /// passes the round trips it measured to the nodes.
     #[serde(default)]
     pub gap_ms: Vec<f64>,
 }
@@ -176,14 +177,17 @@ pub fn predict(local: &ReplicaLegs, remote: &ReplicaLegs, q: &Query) -> Result<P
             if j + 1 == k_max {
                 write_lat.push(ack);
             }
-            start += ack;
-        }
-        let commit = start
-            + if q.gap_ms.is_empty() {
+            // The client's hops between this ack and its next request (the next version, or
+            // the read).
+            let gap = if q.gap_ms.is_empty() {
                 0.0
             } else {
                 q.gap_ms[rng.gen_range(0..q.gap_ms.len())]
             };
+            start += ack + gap;
+        }
+        // When the read leaves for its coordinator, t = 0.
+        let commit = start;
         // Which replica, if any, is local to the read's coordinator.
         let reader_slot = if q.same_coordinator {
             Some(0)

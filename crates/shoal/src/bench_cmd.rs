@@ -109,6 +109,10 @@ pub struct BenchArgs {
     /// Concurrent freshness probes beside the load (0: measure latency only).
     #[arg(long, default_value_t = 8)]
     probe_workers: usize,
+    /// Probes started per second across the probe workers, so they measure the cluster
+    /// rather than saturate it; 0: each worker probes back to back.
+    #[arg(long, default_value_t = 100.0)]
+    probe_rate: f64,
     /// Monte Carlo trials of the PBS prediction per setting.
     #[arg(long, default_value_t = 20_000)]
     trials: u32,
@@ -223,6 +227,10 @@ impl BenchArgs {
         );
         anyhow::ensure!((1..=16).contains(&self.burst), "--burst must be between 1 and 16");
         anyhow::ensure!(self.trials >= 1, "--trials must be at least 1");
+        anyhow::ensure!(
+            self.probe_rate.is_finite() && self.probe_rate >= 0.0,
+            "--probe-rate must be a number of probes per second, zero or more"
+        );
         anyhow::ensure!(
             self.endpoints.is_empty() || self.profile.len() == 1,
             "with --endpoints the cluster's own latencies are measured: give at most one --profile (as a label)"
@@ -350,6 +358,7 @@ async fn measure_on(
                 t_ms: args.t_ms.clone(),
                 burst: args.burst,
                 workers: args.probe_workers,
+                rate: (args.probe_rate > 0.0).then_some(args.probe_rate),
                 duration: Duration::ZERO,
                 value_size: args.value_size,
                 seed: args.seed,
@@ -358,12 +367,13 @@ async fn measure_on(
             nodes: target.nodes,
         };
         eprintln!(
-            "{}: n={} r={r} w={w}: {} clients{}, {} probe workers, {} s warm-up + {} s measured over {}",
+            "{}: n={} r={r} w={w}: {} clients{}, {} probe workers at {} probes/s, {} s warm-up + {} s measured over {}",
             target.label,
             target.n,
             args.concurrency,
             args.rate.map(|r| format!(" at {r} ops/s")).unwrap_or_default(),
             args.probe_workers,
+            args.probe_rate,
             args.warmup,
             args.duration,
             if args.protocol == Protocol::Quic {
