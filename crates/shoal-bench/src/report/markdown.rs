@@ -2,6 +2,7 @@
 
 use super::*;
 
+/// Text that Markdown must show as written: punctuation with a meaning in Markdown (including
 /// table pipes and HTML angle brackets) is backslash-escaped, and line breaks become spaces.
 pub(super) fn md_text(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -78,6 +79,10 @@ pub(super) fn profile_markdown(md: &mut String, p: &ProfileRun, slug: &str) {
         let _ = writeln!(md, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|");
         for c in &cells {
             let (m, pr) = fresh_t0(c);
+            let measured = match first_visibility(c).filter(|_| m.is_some()) {
+                Some(v) => format!("{} ({}/{})", fmt_prob(m), v.fresh, v.probes),
+                None => fmt_prob(m),
+            };
             let reach = first_reaching(c, FRESH_TARGET).map_or_else(
                 || {
                     if c.visibility.iter().any(|v| usable(v.measured).is_some()) {
@@ -101,7 +106,7 @@ pub(super) fn profile_markdown(md: &mut String, p: &ProfileRun, slug: &str) {
                 fmt_lat(&c.put, c.put.p50_us),
                 fmt_lat(&c.put, c.put.p99_us),
                 fmt_lat(&c.put, c.put.p999_us),
-                fmt_prob(m),
+                measured,
                 fmt_prob(pr),
                 reach
             );
@@ -284,6 +289,18 @@ pub(super) fn findings(p: &ProfileRun, cells: &[&Cell], multi: bool, t0_text: &s
         let gap = |p: &&(&Cell, f64, f64)| (p.1 - p.2).abs();
         // The first setting with the largest gap, in table order.
         let widest = pairs.iter().reduce(|a, b| if gap(&b) > gap(&a) { b } else { a });
+        let points: Vec<bool> = cells
+            .iter()
+            .flat_map(|c| c.visibility.iter().filter_map(prediction_within_interval))
+            .collect();
+        if !points.is_empty() {
+            let inside = points.iter().filter(|x| **x).count();
+            s.push(format!(
+                "Over every probed t, the prediction fell inside the measurement's 95% (Wilson) interval at \
+                 {inside} of {} (setting, t) points; about 5% outside is what sampling alone gives.",
+                points.len()
+            ));
+        }
         if let Some((c, m, pr)) = widest {
             s.push(format!(
                 "The PBS prediction at {t0_text} was available for {} of {} settings and was within {} of the \

@@ -320,6 +320,29 @@ fn first_reaching(cell: &Cell, target: f64) -> Option<&VisibilityPoint> {
         .find(|p| usable(p.measured).is_some_and(|m| m >= target))
 }
 
+/// The 95% Wilson score interval of a proportion observed as `hits` of `n`; `None` for n = 0.
+/// Wilson rather than the normal approximation because the interesting proportions sit next
+/// to 0 and 1, where a few hundred probes give the normal interval a width of zero.
+fn wilson95(hits: u64, n: u64) -> Option<(f64, f64)> {
+    if n == 0 {
+        return None;
+    }
+    const Z: f64 = 1.959_963_984_540_054;
+    let (n, p) = (n as f64, hits.min(n) as f64 / n as f64);
+    let z2 = Z * Z;
+    let centre = (p + z2 / (2.0 * n)) / (1.0 + z2 / n);
+    let half = Z * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt() / (1.0 + z2 / n);
+    Some(((centre - half).max(0.0), (centre + half).min(1.0)))
+}
+
+/// Whether a point's prediction lies inside the 95% interval of its measurement; `None`
+/// without both.
+fn prediction_within_interval(v: &VisibilityPoint) -> Option<bool> {
+    let predicted = usable(v.predicted)?;
+    let (lo, hi) = wilson95(v.fresh, v.probes)?;
+    Some((lo..=hi).contains(&predicted))
+}
+
 /// Whether every read quorum must overlap every write quorum.
 fn strict_quorum(c: &Cell) -> bool {
     u16::from(c.r) + u16::from(c.w) > u16::from(c.n)

@@ -2,6 +2,7 @@
 
 use super::*;
 
+/// One figure, rendered once per backend.
 pub(super) enum Plot<'a> {
     Tradeoff(&'a ProfileRun),
     Visibility(&'a ProfileRun),

@@ -422,3 +422,25 @@ fn helpers() {
     assert_eq!(fmt_num(500.0), "500");
     assert_eq!(fmt_num(2.5), "2.5");
 }
+
+#[test]
+fn wilson_intervals_match_their_closed_form() {
+    let (lo, hi) = wilson95(150, 300).unwrap();
+    assert!((lo - 0.4438).abs() < 1e-3 && (hi - 0.5562).abs() < 1e-3, "{lo} {hi}");
+    // All fresh still leaves room below 1: 300 probes cannot show 0.999.
+    let (lo, hi) = wilson95(300, 300).unwrap();
+    assert!((lo - 0.9874).abs() < 1e-3 && (hi - 1.0).abs() < 1e-9, "{lo} {hi}");
+    let (lo, hi) = wilson95(0, 300).unwrap();
+    assert!(lo.abs() < 1e-9 && (hi - 0.0126).abs() < 1e-3, "{lo} {hi}");
+    assert!(wilson95(0, 0).is_none());
+    let point = |fresh, predicted| VisibilityPoint {
+        t_ms: 0.0,
+        probes: 300,
+        fresh,
+        measured: Some(fresh as f64 / 300.0),
+        predicted,
+    };
+    assert_eq!(prediction_within_interval(&point(150, Some(0.5))), Some(true));
+    assert_eq!(prediction_within_interval(&point(150, Some(0.6))), Some(false));
+    assert_eq!(prediction_within_interval(&point(150, None)), None);
+}
