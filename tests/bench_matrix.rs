@@ -188,6 +188,23 @@ async fn the_live_prediction_answers_from_measured_legs() {
         .await
         .unwrap();
     assert_eq!(strict["t_visibility"][0]["p_fresh"], 1.0, "r + w > n is always fresh");
+    // Impossible settings are refused as the kv API refuses them, never silently shrunk.
+    for (query, names) in [
+        ("n=3&r=4&w=1", "r: between 1 and n = 3, got 4"),
+        ("n=3&r=1&w=0", "w: between 1 and n = 3, got 0"),
+        ("n=4&r=1&w=1", "n: between 1 and the 3 members"),
+        ("n=3&trials=0", "max_trials"),
+        ("n=3&t=-1", "t:"),
+    ] {
+        let resp = http()
+            .get(cluster.url(node, &format!("/v1/admin/consistency?{query}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400, "{query}");
+        let body = resp.text().await.unwrap();
+        assert!(body.contains(names), "{query}: {body}");
+    }
 
     // The CLI prints the same prediction.
     let out = run_shoal(&[

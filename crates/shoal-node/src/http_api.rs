@@ -308,9 +308,16 @@ async fn consistency(
         Ok(Query(q)) => q,
         Err(e) => return error_response(ApiError::new(400, "invalid_parameter", e.body_text())),
     };
-    match shared.consistency(&q) {
-        Ok(v) => axum::Json(v).into_response(),
-        Err(e) => error_response(e),
+    // Up to a million Monte Carlo trials: CPU work that must not hold an async worker that
+    // serves key-value traffic.
+    match tokio::task::spawn_blocking(move || shared.consistency(&q)).await {
+        Ok(Ok(v)) => axum::Json(v).into_response(),
+        Ok(Err(e)) => error_response(e),
+        Err(e) => error_response(ApiError::new(
+            500,
+            "prediction_failed",
+            format!("the PBS prediction did not finish: {e}"),
+        )),
     }
 }
 

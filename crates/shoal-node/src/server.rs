@@ -131,8 +131,24 @@ impl NodeShared {
         let coordinator = &self.api.coordinator;
         let defaults = &coordinator.config().defaults;
         let members = coordinator.layout().map_or(1, |l| l.members().len()).max(1);
-        let n = q.n.unwrap_or(defaults.n).min(members as u8);
-        let (r, w) = (q.r.unwrap_or(defaults.r).min(n), q.w.unwrap_or(defaults.w).min(n));
+        // Defaults shrink to fit a small cluster; a value the caller gave is checked as the kv
+        // API checks it.
+        let members_u8 = u8::try_from(members).unwrap_or(u8::MAX);
+        let n = match q.n {
+            Some(n) if n == 0 || n > members_u8 => {
+                return Err(invalid(format!(
+                    "n: between 1 and the {members} members of the layout, got {n}"
+                )))
+            }
+            Some(n) => n,
+            None => defaults.n.min(members_u8),
+        };
+        let quorum = |name: &str, given: Option<u8>, default: u8| match given {
+            Some(v) if v == 0 || v > n => Err(invalid(format!("{name}: between 1 and n = {n}, got {v}"))),
+            Some(v) => Ok(v),
+            None => Ok(default.min(n)),
+        };
+        let (r, w) = (quorum("r", q.r, defaults.r)?, quorum("w", q.w, defaults.w)?);
         let t_ms: Vec<f64> = match &q.t {
             Some(list) => list
                 .split(',')

@@ -328,11 +328,16 @@ fn wilson95(hits: u64, n: u64) -> Option<(f64, f64)> {
         return None;
     }
     const Z: f64 = 1.959_963_984_540_054;
+    let all = hits >= n;
     let (n, p) = (n as f64, hits.min(n) as f64 / n as f64);
     let z2 = Z * Z;
     let centre = (p + z2 / (2.0 * n)) / (1.0 + z2 / n);
     let half = Z * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt() / (1.0 + z2 / n);
-    Some(((centre - half).max(0.0), (centre + half).min(1.0)))
+    // At 0 of n and n of n the closed form lands on 0 and 1 up to rounding; pin them, so a
+    // prediction of exactly 1 is inside the interval of 300 fresh reads out of 300.
+    let lo = if hits == 0 { 0.0 } else { (centre - half).max(0.0) };
+    let hi = if all { 1.0 } else { (centre + half).min(1.0) };
+    Some((lo, hi))
 }
 
 /// Whether a point's prediction lies inside the 95% interval of its measurement; `None`

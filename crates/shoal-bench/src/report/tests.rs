@@ -429,9 +429,9 @@ fn wilson_intervals_match_their_closed_form() {
     assert!((lo - 0.4438).abs() < 1e-3 && (hi - 0.5562).abs() < 1e-3, "{lo} {hi}");
     // All fresh still leaves room below 1: 300 probes cannot show 0.999.
     let (lo, hi) = wilson95(300, 300).unwrap();
-    assert!((lo - 0.9874).abs() < 1e-3 && (hi - 1.0).abs() < 1e-9, "{lo} {hi}");
+    assert!((lo - 0.9874).abs() < 1e-3 && hi == 1.0, "{lo} {hi}");
     let (lo, hi) = wilson95(0, 300).unwrap();
-    assert!(lo.abs() < 1e-9 && (hi - 0.0126).abs() < 1e-3, "{lo} {hi}");
+    assert!(lo == 0.0 && (hi - 0.0126).abs() < 1e-3, "{lo} {hi}");
     assert!(wilson95(0, 0).is_none());
     let point = |fresh, predicted| VisibilityPoint {
         t_ms: 0.0,
@@ -443,4 +443,5 @@ fn wilson_intervals_match_their_closed_form() {
     assert_eq!(prediction_within_interval(&point(150, Some(0.5))), Some(true));
     assert_eq!(prediction_within_interval(&point(150, Some(0.6))), Some(false));
     assert_eq!(prediction_within_interval(&point(150, None)), None);
+    assert_eq!(prediction_within_interval(&point(300, Some(1.0))), Some(true));
 }
