@@ -46,10 +46,13 @@ pub struct Workload {
     pub r: Option<u8>,
     pub distribution: KeyDistribution,
     pub seed: u64,
-    /// Offered load in operations per second across all workers (open loop, as wrk2 does):
-    /// each worker starts its operations on a fixed schedule, and latency is measured from
-    /// the scheduled start, so a stall counts against every operation it delays. `None`:
-    /// closed loop, each worker starts its next operation when the last one ends.
+    /// Offered load in operations per second across all workers (open loop): operations are
+    /// due on one fixed schedule, each taken by whichever worker is free, and latency is
+    /// measured from the due time, so a stall counts against every operation it delays. One
+    /// schedule for all, not one per worker (as wrk2 and YCSB's target do): with a schedule
+    /// per worker, a get due behind a slow put on the same worker waits for it even while
+    /// other workers idle, and reports the put's latency as its own. `None`: closed loop,
+    /// each worker starts its next operation when the last one ends.
     pub rate: Option<f64>,
 }
 
@@ -141,6 +144,8 @@ struct Shared {
     done: AtomicBool,
     measuring: AtomicBool,
     ops: AtomicU64,
+    /// The next operation's place on the open-loop schedule.
+    next_slot: AtomicU64,
 }
 
 impl Shared {
@@ -194,7 +199,10 @@ pub async fn run(clients: &[Arc<Client>], w: &Workload, progress: bool) -> Repor
         done: AtomicBool::new(false),
         measuring: AtomicBool::new(w.warmup.is_zero()),
         ops: AtomicU64::new(0),
+        next_slot: AtomicU64::new(0),
     });
+    let origin = Instant::now();
+    let period = w.rate.filter(|r| *r > 0.0).map(|r| Duration::from_secs_f64(1.0 / r));
     let zipf = Arc::new(Zipf::new(w.keys.max(1), 0.99));
     let mut tasks = Vec::new();
     for i in 0..w.concurrency.max(1) {
@@ -216,13 +224,6 @@ pub async fn run(clients: &[Arc<Client>], w: &Workload, progress: bool) -> Repor
                 timeout_ms: None,
                 sloppy: None,
             };
-            let workers = w.concurrency.max(1) as f64;
-            let every = w
-                .rate
-                .filter(|r| *r > 0.0)
-                .map(|r| Duration::from_secs_f64(workers / r));
-            // Workers' schedules are staggered across one period.
-            let mut next = Instant::now() + every.map_or(Duration::ZERO, |e| e.mul_f64(i as f64 / workers));
             while !shared.done.load(Ordering::Relaxed) {
                 let k = match w.distribution {
                     KeyDistribution::Uniform => rng.gen_range(0..w.keys.max(1)),
@@ -230,12 +231,12 @@ pub async fn run(clients: &[Arc<Client>], w: &Workload, progress: bool) -> Repor
                 };
                 let key = key_name(k);
                 let is_get = rng.gen_bool(w.read_fraction.clamp(0.0, 1.0));
-                let started = match every {
-                    Some(e) => {
-                        tokio::time::sleep_until(next.into()).await;
-                        let scheduled = next;
-                        next += e;
-                        scheduled
+                let started = match period {
+                    Some(p) => {
+                        let slot = shared.next_slot.fetch_add(1, Ordering::Relaxed);
+                        let due = origin + p.mul_f64(slot as f64);
+                        tokio::time::sleep_until(due.into()).await;
+                        due
                     }
                     None => Instant::now(),
                 };
