@@ -18,6 +18,8 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
+# shellcheck source=/dev/null
+. "$here/check-lib.sh"
 started=$SECONDS
 
 if ! docker info >/dev/null 2>&1; then
@@ -75,19 +77,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-step() {
-    echo
-    echo "== $* [$((SECONDS - started)) s]"
-}
-ok() {
-    PASSED=$((PASSED + 1))
-    echo "  ok    $*"
-}
-fail() {
-    FAILED=1
-    echo "  FAIL  $*" >&2
-    exit 1
-}
 
 # req METHOD NODE PATH [BODY [CONTEXT]]: sets STATUS, BODY, HEADERS (curl's 000 when nothing
 # answered).
@@ -119,17 +108,6 @@ expect_get() {
     ok "GET $2 via $1 ($4): 200 \"$3\""
 }
 
-# wait_for SECONDS DESCRIPTION COMMAND...: polls COMMAND every second until it succeeds.
-wait_for() {
-    local limit=$1 what=$2
-    shift 2
-    local deadline=$((SECONDS + limit)) t0=$SECONDS
-    until "$@"; do
-        [ "$SECONDS" -lt "$deadline" ] || fail "$what: not within $limit s"
-        sleep 1
-    done
-    ok "$what ($((SECONDS - t0)) s)"
-}
 
 healthz() { [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$(port "$1")/healthz")" = 200 ]; }
 docker_healthy() { [ "$(docker inspect -f '{{.State.Health.Status}}' "$(cid "$1")" 2>/dev/null)" = healthy ]; }

@@ -9,6 +9,9 @@ dpkg -s clang >/dev/null 2>&1 || need_apt+=(clang)
 command -v c++ >/dev/null 2>&1 || need_apt+=(build-essential)      # RocksDB is C++
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+# deploy/test.sh: JSON in shell checks, and lint of the deploy scripts.
+command -v jq >/dev/null 2>&1 || need_apt+=(jq)
+command -v shellcheck >/dev/null 2>&1 || need_apt+=(shellcheck)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then

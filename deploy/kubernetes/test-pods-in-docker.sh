@@ -14,6 +14,8 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
+# shellcheck source=/dev/null
+. "$here/../check-lib.sh"
 started=$SECONDS
 IMAGE="${SHOAL_IMAGE:?set SHOAL_IMAGE to an image built from deploy/Dockerfile}"
 BIN="${SHOAL_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/shoal-target}/debug/shoal}"
@@ -51,28 +53,6 @@ cleanup() {
     echo "k8s-pods-in-docker: $PASSED passed, $FAILED failed ($((SECONDS - started)) s)"
 }
 trap cleanup EXIT
-ok() {
-    PASSED=$((PASSED + 1))
-    echo "  ok    $*"
-}
-fail() {
-    echo "  FAIL  $*" >&2
-    exit 1
-}
-step() {
-    echo
-    echo "== $* [$((SECONDS - started)) s]"
-}
-wait_for() {
-    local limit=$1 what=$2
-    shift 2
-    local deadline=$((SECONDS + limit)) t0=$SECONDS
-    until "$@"; do
-        [ "$SECONDS" -lt "$deadline" ] || fail "$what: not within $limit s"
-        sleep 1
-    done
-    ok "$what ($((SECONDS - t0)) s)"
-}
 
 # The ConfigMap's files, as shipped.
 mkdir -p "$tmp/conf" "$tmp/certs"

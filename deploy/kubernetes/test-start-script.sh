@@ -15,6 +15,9 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
+export WAIT_POLL_SECS=0.5   # read by check-lib.sh's wait_for
+# shellcheck source=/dev/null
+. "$here/../check-lib.sh"
 started=$SECONDS
 BIN="${SHOAL_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/shoal-target}/debug/shoal}"
 if [ ! -x "$BIN" ]; then
@@ -53,28 +56,6 @@ cleanup() {
     echo "k8s-start-script: $PASSED passed, $FAILED failed ($((SECONDS - started)) s)"
 }
 trap cleanup EXIT
-ok() {
-    PASSED=$((PASSED + 1))
-    echo "  ok    $*"
-}
-fail() {
-    echo "  FAIL  $*" >&2
-    exit 1
-}
-step() {
-    echo
-    echo "== $* [$((SECONDS - started)) s]"
-}
-wait_for() {
-    local limit=$1 what=$2
-    shift 2
-    local deadline=$((SECONDS + limit)) t0=$SECONDS
-    until "$@"; do
-        [ "$SECONDS" -lt "$deadline" ] || fail "$what: not within $limit s"
-        sleep 0.5
-    done
-    ok "$what ($((SECONDS - t0)) s)"
-}
 
 # The ConfigMap's two files, exactly as shipped.
 extract() {

@@ -28,8 +28,14 @@ pub(super) fn csv_opt(v: Option<f64>) -> String {
     usable(v).map(csv_num).unwrap_or_default()
 }
 
-pub(super) fn push_csv_row(out: &mut String, fields: &[String]) {
-    out.push_str(&fields.join(","));
+/// One CSV row about setting `c` of profile `p`: profile, n, r, w, then `fields`.
+pub(super) fn push_setting_row(out: &mut String, p: &ProfileRun, c: &Cell, fields: &[String]) {
+    let setting = [csv_field(&p.profile), c.n.to_string(), c.r.to_string(), c.w.to_string()];
+    out.push_str(&setting.join(","));
+    for f in fields {
+        out.push(',');
+        out.push_str(f);
+    }
     out.push('\n');
 }
 
@@ -43,13 +49,11 @@ pub(super) fn matrix_csv(report: &MatrixReport) -> String {
         for c in &p.cells {
             let (m, pr) = fresh_t0(c);
             let lat = |us: u64| csv_num(us_to_ms(us));
-            push_csv_row(
+            push_setting_row(
                 &mut out,
+                p,
+                c,
                 &[
-                    csv_field(&p.profile),
-                    c.n.to_string(),
-                    c.r.to_string(),
-                    c.w.to_string(),
                     c.ops.to_string(),
                     c.errors.to_string(),
                     csv_num(c.throughput),
@@ -79,13 +83,11 @@ pub(super) fn visibility_csv(report: &MatrixReport) -> String {
     for p in &report.profiles {
         for c in &p.cells {
             for v in &c.visibility {
-                push_csv_row(
+                push_setting_row(
                     &mut out,
+                    p,
+                    c,
                     &[
-                        csv_field(&p.profile),
-                        c.n.to_string(),
-                        c.r.to_string(),
-                        c.w.to_string(),
                         csv_num(v.t_ms),
                         v.probes.to_string(),
                         v.fresh.to_string(),
@@ -104,13 +106,11 @@ pub(super) fn k_staleness_csv(report: &MatrixReport) -> String {
     for p in &report.profiles {
         for c in &p.cells {
             for k in &c.k_staleness {
-                push_csv_row(
+                push_setting_row(
                     &mut out,
+                    p,
+                    c,
                     &[
-                        csv_field(&p.profile),
-                        c.n.to_string(),
-                        c.r.to_string(),
-                        c.w.to_string(),
                         k.k.to_string(),
                         k.probes.to_string(),
                         csv_opt(k.measured),
