@@ -159,8 +159,11 @@ async fn the_live_prediction_answers_from_measured_legs() {
     for i in 0..200 {
         let url = cluster.url(node, &format!("/v1/kv/live-{i}?w=1"));
         assert!(client.put(url).body("v").send().await.unwrap().status().is_success());
+        // r = 1 right after w = 1 may meet a replica the write has not reached yet: 404 is a
+        // legitimate answer here, and either way the read's legs are measured.
         let url = cluster.url(node, &format!("/v1/kv/live-{i}?r=1"));
-        assert!(client.get(url).send().await.unwrap().status().is_success());
+        let status = client.get(url).send().await.unwrap().status();
+        assert!(status == 200 || status == 404, "read {i}: {status}");
     }
     let p = eventually(Duration::from_secs(10), || async {
         cluster
