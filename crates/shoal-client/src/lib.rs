@@ -21,7 +21,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{connect::HttpConnector, Client as HyperClient};
 use hyper_util::rt::TokioExecutor;
-pub use shoal_net::client_api::{ApiError, ClientRequest, ClientResponse};
+pub use shoal_net::client_api::{ApiError, BearerToken, ClientRequest, ClientResponse};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -81,6 +81,8 @@ enum Transport {
 
 pub struct Client {
     transport: Transport,
+    /// Sent with every request: `Authorization: Bearer` on HTTP, in the request on QUIC.
+    token: Option<BearerToken>,
 }
 
 const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
@@ -123,6 +125,7 @@ impl Client {
                     base: format!("http://{hostport}"),
                     client,
                 },
+                token: None,
             });
         }
         if let Some(hostport) = endpoint.strip_prefix("quic://") {
@@ -146,9 +149,16 @@ impl Client {
             let pool = shoal_net::Pool::new(ep, shoal_net::SERVER_NAME, tuning.max_frame_bytes);
             return Ok(Client {
                 transport: Transport::Quic { pool, addr },
+                token: None,
             });
         }
         Err(ClientError::Endpoint(endpoint.to_string()))
+    }
+
+    /// Authenticate every request with this bearer token (nodes with `auth.enabled`).
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token.map(BearerToken);
+        self
     }
 
     pub async fn get(&self, key: &[u8], opts: &Options) -> Result<Read, ClientError> {
@@ -158,6 +168,7 @@ impl Client {
             r: opts.r,
             timeout_ms: opts.timeout_ms,
             sloppy: opts.sloppy,
+            token: None,
         };
         match self.call(req, opts).await? {
             ClientResponse::Found { context, values } => Ok(Read::Found { context, values }),
@@ -181,6 +192,7 @@ impl Client {
             w: opts.w,
             timeout_ms: opts.timeout_ms,
             sloppy: opts.sloppy,
+            token: None,
         };
         self.written(req, opts).await
     }
@@ -193,6 +205,7 @@ impl Client {
             w: opts.w,
             timeout_ms: opts.timeout_ms,
             sloppy: opts.sloppy,
+            token: None,
         };
         self.written(req, opts).await
     }
@@ -240,7 +253,8 @@ impl Client {
         Ok(started.elapsed())
     }
 
-    async fn call(&self, req: ClientRequest, opts: &Options) -> Result<ClientResponse, ClientError> {
+    async fn call(&self, mut req: ClientRequest, opts: &Options) -> Result<ClientResponse, ClientError> {
+        req.set_token(self.token.clone());
         // Wait a little longer than the server-side deadline, so the server's 503 (which names
         // the replicas that failed) arrives rather than a bare client timeout.
         let deadline = opts
@@ -291,6 +305,7 @@ async fn http_call(
 ) -> Result<ClientResponse, ClientError> {
     let o = |v: Option<u8>| v.map(u32::from);
     let b = |v: Option<bool>| v.map(u32::from);
+    let token = req.token().cloned();
     let (method, key, q, context, body) = match req {
         ClientRequest::Get {
             key,
@@ -298,6 +313,7 @@ async fn http_call(
             r,
             timeout_ms,
             sloppy,
+            ..
         } => (
             "GET",
             key,
@@ -318,6 +334,7 @@ async fn http_call(
             w,
             timeout_ms,
             sloppy,
+            ..
         } => (
             "PUT",
             key,
@@ -337,6 +354,7 @@ async fn http_call(
             w,
             timeout_ms,
             sloppy,
+            ..
         } => (
             "DELETE",
             key,
@@ -357,6 +375,9 @@ async fn http_call(
         .header("accept", "application/json");
     if let Some(c) = &context {
         builder = builder.header("x-shoal-context", c);
+    }
+    if let Some(t) = &token {
+        builder = builder.header("authorization", format!("Bearer {}", t.0));
     }
     let request = builder
         .body(Full::new(body))
@@ -415,14 +436,20 @@ async fn http_call(
     }
 }
 
-/// `GET` a JSON document from a node's HTTP API, e.g. `/v1/admin/status`.
-pub async fn http_get_json(endpoint: &str, path: &str) -> Result<serde_json::Value, ClientError> {
-    http_json(endpoint, "GET", path).await
+/// `GET` a JSON document from a node's HTTP API, e.g. `/v1/admin/status`, authenticated with
+/// `token` when given.
+pub async fn http_get_json(endpoint: &str, path: &str, token: Option<&str>) -> Result<serde_json::Value, ClientError> {
+    http_json(endpoint, "GET", path, token).await
 }
 
 /// Sends a bodiless request to an admin endpoint and returns its JSON answer. An error answer
 /// that carries Shoal's error body becomes [`ClientError::Api`], so its message reaches the user.
-pub async fn http_json(endpoint: &str, method: &str, path: &str) -> Result<serde_json::Value, ClientError> {
+pub async fn http_json(
+    endpoint: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> Result<serde_json::Value, ClientError> {
     let method = hyper::Method::from_bytes(method.as_bytes()).map_err(|e| ClientError::Protocol(e.to_string()))?;
     let hostport = endpoint
         .strip_prefix("http://")
@@ -431,9 +458,11 @@ pub async fn http_json(endpoint: &str, method: &str, path: &str) -> Result<serde
     let client: HyperClient<HttpConnector, Full<Bytes>> =
         HyperClient::builder(TokioExecutor::new()).build(HttpConnector::new());
     let uri = format!("http://{hostport}{path}");
-    let request = hyper::Request::builder()
-        .method(method)
-        .uri(uri)
+    let mut builder = hyper::Request::builder().method(method).uri(uri);
+    if let Some(t) = token {
+        builder = builder.header("authorization", format!("Bearer {t}"));
+    }
+    let request = builder
         .body(Full::new(Bytes::new()))
         .map_err(|e| ClientError::Protocol(e.to_string()))?;
     let resp = tokio::time::timeout(DEFAULT_DEADLINE, client.request(request))
@@ -443,7 +472,8 @@ pub async fn http_json(endpoint: &str, method: &str, path: &str) -> Result<serde
     let status = resp.status().as_u16();
     let body = body_bytes(resp).await?;
     if !(200..300).contains(&status) {
-        if let Ok(api) = serde_json::from_slice::<ApiError>(&body) {
+        if let Ok(mut api) = serde_json::from_slice::<ApiError>(&body) {
+            api.status = status;
             return Err(ClientError::Api(api));
         }
         return Err(ClientError::Protocol(format!(
