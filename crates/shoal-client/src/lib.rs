@@ -12,6 +12,10 @@
 //! Every read and write returns the causal context; pass it to the next write of the same key
 //! to replace exactly the siblings that read saw.
 
+// `ClientError::Api` carries the wire error body (about 170 bytes with its optional details),
+// returned only on the cold path of a refused request, where boxing it would buy nothing.
+#![allow(clippy::result_large_err)]
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -19,6 +23,7 @@ use std::time::Duration;
 use base64::Engine;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::{connect::HttpConnector, Client as HyperClient};
 use hyper_util::rt::TokioExecutor;
 pub use shoal_net::client_api::{ApiError, BearerToken, ClientRequest, ClientResponse};
@@ -32,8 +37,61 @@ pub enum ClientError {
     Transport(String),
     #[error("unexpected answer: {0}")]
     Protocol(String),
-    #[error("bad endpoint {0:?}: use http://HOST:PORT or quic://HOST:PORT")]
+    #[error("bad endpoint {0:?}: use http://HOST:PORT, https://HOST:PORT or quic://HOST:PORT")]
     Endpoint(String),
+}
+
+/// An HTTP client for `http://` and (with a CA) `https://` endpoints.
+type HttpClient = HyperClient<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// Build the HTTP client for `endpoint`: `https://` needs `ca`, the CA certificate that signed
+/// the node's HTTP certificate (Shoal trusts no system roots, like its QUIC client).
+fn http_client(endpoint: &str, ca: Option<&Path>, max_idle: usize) -> Result<HttpClient, ClientError> {
+    let tls = if endpoint.starts_with("https://") {
+        let ca = ca.ok_or_else(|| {
+            ClientError::Transport(
+                "https:// needs the CA certificate of the node's HTTP certificate (--ca FILE or SHOAL_CA_CERT)".into(),
+            )
+        })?;
+        shoal_net::tls::https_client_config(ca).map_err(|e| ClientError::Transport(e.to_string()))?
+    } else {
+        // Never used for a handshake: plain http:// connections skip TLS.
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| ClientError::Transport(e.to_string()))?
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth()
+    };
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    http.enforce_http(false);
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(HyperClient::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(max_idle)
+        .build(connector))
+}
+
+/// `http://HOST:PORT` or `https://HOST:PORT` without a trailing slash, and its HOST:PORT.
+fn http_base(endpoint: &str) -> Option<(String, &str)> {
+    for scheme in ["http://", "https://"] {
+        if let Some(hostport) = endpoint.strip_prefix(scheme) {
+            let hostport = hostport.trim_end_matches('/');
+            return Some((format!("{scheme}{hostport}"), hostport));
+        }
+    }
+    None
+}
+
+/// Credentials and trust for the admin calls ([`http_json`]): the bearer token, and the CA
+/// for `https://` endpoints.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Access<'a> {
+    pub token: Option<&'a str>,
+    pub ca: Option<&'a Path>,
 }
 
 /// Per-request consistency and deadline; `None` takes the node's configured default.
@@ -69,14 +127,8 @@ pub struct Written {
 }
 
 enum Transport {
-    Http {
-        base: String,
-        client: HyperClient<HttpConnector, Full<Bytes>>,
-    },
-    Quic {
-        pool: shoal_net::Pool,
-        addr: SocketAddr,
-    },
+    Http { base: String, client: HttpClient },
+    Quic { pool: shoal_net::Pool, addr: SocketAddr },
 }
 
 pub struct Client {
@@ -109,22 +161,14 @@ pub fn encode_key(key: &[u8]) -> String {
 }
 
 impl Client {
-    /// Connect to `endpoint` (`http://HOST:PORT` or `quic://HOST:PORT`). QUIC needs the
-    /// cluster CA certificate to verify the node.
+    /// Connect to `endpoint` (`http://HOST:PORT`, `https://HOST:PORT` or `quic://HOST:PORT`).
+    /// QUIC and HTTPS need the CA certificate to verify the node.
     pub async fn connect(endpoint: &str, ca_cert: Option<&Path>) -> Result<Client, ClientError> {
-        if let Some(hostport) = endpoint.strip_prefix("http://") {
-            let hostport = hostport.trim_end_matches('/');
+        if let Some((base, hostport)) = http_base(endpoint) {
             resolve(hostport, endpoint).await?;
-            let mut connector = HttpConnector::new();
-            connector.set_nodelay(true);
-            let client = HyperClient::builder(TokioExecutor::new())
-                .pool_max_idle_per_host(256)
-                .build(connector);
+            let client = http_client(endpoint, ca_cert, 256)?;
             return Ok(Client {
-                transport: Transport::Http {
-                    base: format!("http://{hostport}"),
-                    client,
-                },
+                transport: Transport::Http { base, client },
                 token: None,
             });
         }
@@ -298,11 +342,7 @@ fn query(pairs: &[(&str, Option<u32>)]) -> String {
     }
 }
 
-async fn http_call(
-    client: &HyperClient<HttpConnector, Full<Bytes>>,
-    base: &str,
-    req: ClientRequest,
-) -> Result<ClientResponse, ClientError> {
+async fn http_call(client: &HttpClient, base: &str, req: ClientRequest) -> Result<ClientResponse, ClientError> {
     let o = |v: Option<u8>| v.map(u32::from);
     let b = |v: Option<bool>| v.map(u32::from);
     let token = req.token().cloned();
@@ -436,10 +476,9 @@ async fn http_call(
     }
 }
 
-/// `GET` a JSON document from a node's HTTP API, e.g. `/v1/admin/status`, authenticated with
-/// `token` when given.
-pub async fn http_get_json(endpoint: &str, path: &str, token: Option<&str>) -> Result<serde_json::Value, ClientError> {
-    http_json(endpoint, "GET", path, token).await
+/// `GET` a JSON document from a node's HTTP API, e.g. `/v1/admin/status`.
+pub async fn http_get_json(endpoint: &str, path: &str, access: Access<'_>) -> Result<serde_json::Value, ClientError> {
+    http_json(endpoint, "GET", path, access).await
 }
 
 /// Sends a bodiless request to an admin endpoint and returns its JSON answer. An error answer
@@ -448,18 +487,14 @@ pub async fn http_json(
     endpoint: &str,
     method: &str,
     path: &str,
-    token: Option<&str>,
+    access: Access<'_>,
 ) -> Result<serde_json::Value, ClientError> {
     let method = hyper::Method::from_bytes(method.as_bytes()).map_err(|e| ClientError::Protocol(e.to_string()))?;
-    let hostport = endpoint
-        .strip_prefix("http://")
-        .ok_or_else(|| ClientError::Endpoint(endpoint.to_string()))?
-        .trim_end_matches('/');
-    let client: HyperClient<HttpConnector, Full<Bytes>> =
-        HyperClient::builder(TokioExecutor::new()).build(HttpConnector::new());
-    let uri = format!("http://{hostport}{path}");
+    let (base, _) = http_base(endpoint).ok_or_else(|| ClientError::Endpoint(endpoint.to_string()))?;
+    let client = http_client(endpoint, access.ca, 1)?;
+    let uri = format!("{base}{path}");
     let mut builder = hyper::Request::builder().method(method).uri(uri);
-    if let Some(t) = token {
+    if let Some(t) = access.token {
         builder = builder.header("authorization", format!("Bearer {t}"));
     }
     let request = builder

@@ -140,6 +140,11 @@ pub struct ListenSection {
     pub peer: SocketAddr,
     /// QUIC, server TLS: the client API.
     pub quic: SocketAddr,
+    /// Serve the HTTP API over TLS (HTTPS) with this PEM certificate chain; set together with
+    /// `http_tls_key`. Empty: plain HTTP.
+    pub http_tls_cert: PathBuf,
+    /// The private key (PEM) of `http_tls_cert`.
+    pub http_tls_key: PathBuf,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -256,6 +261,8 @@ impl Default for NodeConfig {
                 http: addr("127.0.0.1:8080"),
                 peer: addr("127.0.0.1:9080"),
                 quic: addr("127.0.0.1:7080"),
+                http_tls_cert: PathBuf::new(),
+                http_tls_key: PathBuf::new(),
             },
             cluster: ClusterSection {
                 members: Vec::new(),
@@ -441,6 +448,9 @@ impl NodeConfig {
         if l.max_object_bytes < l.max_value_bytes || l.max_frame_bytes < l.max_object_bytes + l.max_key_bytes + 4096 {
             return bad("limits: need max_value_bytes <= max_object_bytes < max_frame_bytes (with room for the key and framing)".into());
         }
+        if self.listen.http_tls_cert.as_os_str().is_empty() != self.listen.http_tls_key.as_os_str().is_empty() {
+            return bad("listen: set both http_tls_cert and http_tls_key to serve HTTPS, or neither".into());
+        }
         if l.max_connections_per_client == 0 || l.max_inflight_per_client == 0 {
             return bad("limits: max_connections_per_client and max_inflight_per_client must be positive".into());
         }
@@ -575,7 +585,10 @@ peer = "127.0.0.1:9000"
         let f = cfg("enabled = true\n");
         let err = NodeConfig::load(Some(&f), &[]).unwrap_err().to_string();
         assert!(err.contains("auth.tokens_file is not set"), "{err}");
-        let f = cfg(&format!("enabled = true\ntokens_file = {:?}\n", tokens.display().to_string()));
+        let f = cfg(&format!(
+            "enabled = true\ntokens_file = {:?}\n",
+            tokens.display().to_string()
+        ));
         let err = NodeConfig::load(Some(&f), &[]).unwrap_err().to_string();
         assert!(err.contains("reading the tokens file"), "{err}");
         std::fs::write(
@@ -584,7 +597,10 @@ peer = "127.0.0.1:9000"
         )
         .unwrap();
         let err = NodeConfig::load(Some(&f), &[]).unwrap_err().to_string();
-        assert!(err.contains("entry 1 (\"ops\")") && err.contains("unknown scope \"root\""), "{err}");
+        assert!(
+            err.contains("entry 1 (\"ops\")") && err.contains("unknown scope \"root\""),
+            "{err}"
+        );
         std::fs::write(&tokens, "[[token]]\nname = \"ops\"\n").unwrap();
         let err = NodeConfig::load(Some(&f), &[]).unwrap_err().to_string();
         assert!(err.contains("missing field"), "{err}");
@@ -595,7 +611,7 @@ peer = "127.0.0.1:9000"
         .unwrap();
         let cfg = NodeConfig::load(Some(&f), &[]).unwrap();
         assert!(cfg.authenticator().unwrap().enabled());
-        // The tokens file can come from the environment layer too (no secret on a command line).
+        // The tokens file is a path, so any layer may name it (here the override layer).
         let f = cfg_plain(dir.path());
         let cfg = NodeConfig::load(
             Some(&f),
@@ -606,6 +622,12 @@ peer = "127.0.0.1:9000"
         )
         .unwrap();
         assert!(cfg.auth.enabled);
+        let f = write(
+            dir.path(),
+            &format!("{BASE}\n[listen]\nhttp_tls_cert = \"/etc/shoal/http.pem\"\n"),
+        );
+        let err = NodeConfig::load(Some(&f), &[]).unwrap_err().to_string();
+        assert!(err.contains("both http_tls_cert and http_tls_key"), "{err}");
         let f = write(dir.path(), &format!("{BASE}\n[limits]\nmax_inflight_per_client = 0\n"));
         let err = NodeConfig::load(Some(&f), &[]).unwrap_err().to_string();
         assert!(err.contains("max_inflight_per_client"), "{err}");

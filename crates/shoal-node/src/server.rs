@@ -294,8 +294,16 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
         warn!("auth.enabled = false: every client may read, write and administer this node; enable it outside development");
     }
     let limits = &config.limits;
-    let http_admission = Admission::new("http", limits.max_connections_per_client, limits.max_inflight_per_client);
-    let quic_admission = Admission::new("quic", limits.max_connections_per_client, limits.max_inflight_per_client);
+    let http_admission = Admission::new(
+        "http",
+        limits.max_connections_per_client,
+        limits.max_inflight_per_client,
+    );
+    let quic_admission = Admission::new(
+        "quic",
+        limits.max_connections_per_client,
+        limits.max_inflight_per_client,
+    );
 
     let db_path = config.node.data_dir.join("db");
     std::fs::create_dir_all(&db_path).with_context(|| format!("creating {}", db_path.display()))?;
@@ -483,8 +491,17 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
     let listener = tokio::net::TcpListener::bind(config.listen.http)
         .await
         .with_context(|| format!("binding the HTTP port {}", config.listen.http))?;
-    info!(node = %me, http = %config.listen.http, peer = %config.listen.peer, quic = %config.listen.quic, "shoal node serving");
-    let listener = crate::http_listener::AdmittingListener::new(listener, http_admission);
+    let https = if config.listen.http_tls_cert.as_os_str().is_empty() {
+        None
+    } else {
+        let tls = tls::https_server_config(&config.listen.http_tls_cert, &config.listen.http_tls_key)
+            .context("loading listen.http_tls_cert and listen.http_tls_key")?;
+        Some(tokio_rustls::TlsAcceptor::from(Arc::new(tls)))
+    };
+    let scheme = if https.is_some() { "https" } else { "http" };
+    let listener = crate::http_listener::AdmittingListener::new(listener, http_admission, https)
+        .context("starting the HTTP listener")?;
+    info!(node = %me, http = %config.listen.http, scheme, peer = %config.listen.peer, quic = %config.listen.quic, "shoal node serving");
     let app = crate::http_api::router(shared).into_make_service_with_connect_info::<crate::http_listener::ClientConn>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {

@@ -316,7 +316,7 @@ async fn measure(args: &BenchArgs, target: &Target) -> anyhow::Result<(ProfileRu
             let admin = if args.admin_endpoints.is_empty() {
                 args.endpoints
                     .iter()
-                    .filter(|e| e.starts_with("http://"))
+                    .filter(|e| e.starts_with("http://") || e.starts_with("https://"))
                     .cloned()
                     .collect()
             } else {
@@ -394,7 +394,14 @@ async fn measure_on(
                 "HTTP"
             }
         );
-        let (cell, notes) = matrix::run_cell(&clients, admin, token, &plan, &target.label).await?;
+        let (cell, notes) = matrix::run_cell(
+            &clients,
+            admin,
+            shoal_client::Access { token, ca },
+            &plan,
+            &target.label,
+        )
+        .await?;
         for note in notes.iter().take(5) {
             eprintln!("  note: {note}");
         }

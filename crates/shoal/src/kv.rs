@@ -9,10 +9,10 @@ use crate::token::TokenArgs;
 
 #[derive(Args, Clone, Debug)]
 pub struct Target {
-    /// `http://HOST:PORT` or `quic://HOST:PORT` of any node.
+    /// `http://HOST:PORT`, `https://HOST:PORT` or `quic://HOST:PORT` of any node.
     #[arg(long, env = "SHOAL_ENDPOINT", default_value = "http://127.0.0.1:8080")]
     pub endpoint: String,
-    /// Cluster CA certificate, needed for QUIC.
+    /// CA certificate: the cluster CA for QUIC, or the HTTPS certificate's CA.
     #[arg(long, env = "SHOAL_CA_CERT")]
     pub ca: Option<PathBuf>,
     /// Replicas to store on (N).
@@ -72,6 +72,9 @@ pub struct WriteArgs {
 pub struct AdminArgs {
     #[command(flatten)]
     pub auth: TokenArgs,
+    /// CA certificate of the node's HTTPS certificate, for https:// endpoints.
+    #[arg(long, env = "SHOAL_CA_CERT", global = true)]
+    pub ca: Option<PathBuf>,
     #[command(subcommand)]
     pub command: AdminCommand,
 }
@@ -148,7 +151,11 @@ pub enum AaeCommand {
     },
 }
 
-async fn aae_status(endpoint: &str, token: Option<&str>, json: bool) -> anyhow::Result<std::process::ExitCode> {
+async fn aae_status(
+    endpoint: &str,
+    token: shoal_client::Access<'_>,
+    json: bool,
+) -> anyhow::Result<std::process::ExitCode> {
     let status = match shoal_client::http_get_json(endpoint, "/v1/admin/aae", token).await {
         Ok(s) => s,
         Err(e) => return report(e),
@@ -215,7 +222,11 @@ async fn aae_status(endpoint: &str, token: Option<&str>, json: bool) -> anyhow::
 
 /// Polls `endpoint`'s status until the change proposed at `epoch` has committed, printing the
 /// transfer progress as it goes.
-async fn wait_committed(endpoint: &str, token: Option<&str>, epoch: u64) -> anyhow::Result<std::process::ExitCode> {
+async fn wait_committed(
+    endpoint: &str,
+    token: shoal_client::Access<'_>,
+    epoch: u64,
+) -> anyhow::Result<std::process::ExitCode> {
     let mut last = String::new();
     loop {
         let status = match shoal_client::http_get_json(endpoint, "/v1/admin/status", token).await {
@@ -263,7 +274,7 @@ async fn wait_committed(endpoint: &str, token: Option<&str>, epoch: u64) -> anyh
 
 async fn change(
     endpoint: &str,
-    token: Option<&str>,
+    token: shoal_client::Access<'_>,
     path: &str,
     no_wait: bool,
 ) -> anyhow::Result<std::process::ExitCode> {
@@ -430,7 +441,10 @@ pub async fn run(cmd: KvCommand) -> anyhow::Result<std::process::ExitCode> {
 
 pub async fn admin(args: AdminArgs) -> anyhow::Result<std::process::ExitCode> {
     let token = args.auth.token()?;
-    let token = token.as_deref();
+    let token = shoal_client::Access {
+        token: token.as_deref(),
+        ca: args.ca.as_deref(),
+    };
     match args.command {
         AdminCommand::Join {
             seed,
