@@ -74,18 +74,18 @@ impl ClientRequest {
     /// The bearer token the request carries, if any.
     pub fn token(&self) -> Option<&BearerToken> {
         match self {
-            ClientRequest::Get { token, .. } | ClientRequest::Put { token, .. } | ClientRequest::Delete { token, .. } => {
-                token.as_ref()
-            }
+            ClientRequest::Get { token, .. }
+            | ClientRequest::Put { token, .. }
+            | ClientRequest::Delete { token, .. } => token.as_ref(),
         }
     }
 
     /// Attach (or replace) the bearer token.
     pub fn set_token(&mut self, new: Option<BearerToken>) {
         match self {
-            ClientRequest::Get { token, .. } | ClientRequest::Put { token, .. } | ClientRequest::Delete { token, .. } => {
-                *token = new
-            }
+            ClientRequest::Get { token, .. }
+            | ClientRequest::Put { token, .. }
+            | ClientRequest::Delete { token, .. } => *token = new,
         }
     }
 }

@@ -166,7 +166,12 @@ pub trait Service: Send + Sync + 'static {
 /// Answer a refused stream with `reply` without keeping its request: the request's bytes are
 /// drained and dropped (so a client blocked on flow control can finish writing and then read the
 /// answer), for at most a few seconds, and nothing of it is held in memory.
-async fn refuse_stream<T: Serialize>(mut send: quinn::SendStream, mut recv: quinn::RecvStream, reply: &T, limit: usize) {
+async fn refuse_stream<T: Serialize>(
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    reply: &T,
+    limit: usize,
+) {
     let env = Envelope {
         id: 0,
         timeout_ms: 0,

@@ -139,7 +139,10 @@ mod tests {
         let c1 = a.connection(x).unwrap();
         let _c2 = a.connection(x).unwrap();
         let e = a.connection(x).err().unwrap();
-        assert_eq!((e.status, e.param.as_deref(), e.limit), (429, Some("max_connections_per_client"), Some(2)));
+        assert_eq!(
+            (e.status, e.param.as_deref(), e.limit),
+            (429, Some("max_connections_per_client"), Some(2))
+        );
         assert!(e.message.contains("max_connections_per_client = 2"), "{}", e.message);
         let _other = a.connection(y).expect("another client has its own count");
         let r = a.request(x).unwrap();

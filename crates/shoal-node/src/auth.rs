@@ -313,7 +313,10 @@ mod tests {
         );
         let auth = parse(&file).unwrap();
         let a = auth.authenticate(Some(&alice)).unwrap();
-        assert_eq!((a.name.as_str(), a.has(Scope::Write), a.has(Scope::Admin)), ("alice", true, false));
+        assert_eq!(
+            (a.name.as_str(), a.has(Scope::Write), a.has(Scope::Admin)),
+            ("alice", true, false)
+        );
         assert_eq!(auth.authenticate(Some(&bob)).unwrap().name, "bob");
         assert_eq!(auth.authenticate(None).unwrap_err().status, 401);
         assert_eq!(auth.authenticate(Some("nope")).unwrap_err().status, 401);
@@ -341,7 +344,10 @@ mod tests {
             "[[token]]\nname = \"a\"\nscopes = [\"read\"]\nsha256 = \"{h}\"\n[[token]]\nname = \"b\"\nscopes = [\"read\", \"superuser\"]\nsha256 = \"{}\"\n",
             token_sha256_hex("y")
         ));
-        assert!(e.contains("entry 2 (\"b\")") && e.contains("unknown scope \"superuser\""), "{e}");
+        assert!(
+            e.contains("entry 2 (\"b\")") && e.contains("unknown scope \"superuser\""),
+            "{e}"
+        );
         let e = err("[[token]]\nname = \"a\"\nscopes = [\"read\"]\nsha256 = \"abc\"\n");
         assert!(e.contains("entry 1 (\"a\")") && e.contains("64 hex digits"), "{e}");
         let e = err(&format!("[[token]]\nname = \"a\"\nscopes = []\nsha256 = \"{h}\"\n"));
@@ -357,7 +363,9 @@ mod tests {
         assert!(e.contains("same sha256"), "{e}");
         let e = err("[[token]]\nname = \"a\"\nscopes = [\"read\"]\nsha256 = \n");
         assert!(e.contains("line 4"), "syntax errors name the line: {e}");
-        let e = err(&format!("[[token]]\nname = \"a\"\nscopes = [\"read\"]\nsha256 = \"{h}\"\ntoken = \"plaintext\"\n"));
+        let e = err(&format!(
+            "[[token]]\nname = \"a\"\nscopes = [\"read\"]\nsha256 = \"{h}\"\ntoken = \"plaintext\"\n"
+        ));
         assert!(e.contains("unknown field"), "{e}");
         assert!(matches!(
             Authenticator::from_config(true, Path::new("")),

@@ -100,49 +100,64 @@ async fn guard(
     let path = request.uri().path().to_string();
     // A refused PUT's body is never read, so the connection cannot carry another request.
     let has_body = method == Method::PUT || method == Method::POST;
-    let refuse = |e: ApiError| {
+    let refuse = |e: ApiError, connection_refused: bool| {
         let status = e.status;
         let mut resp = error_response(e);
         let h = resp.headers_mut();
         match status {
             401 => {
-                h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"shoal\""));
+                h.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"shoal\""),
+                );
             }
             429 => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}
         }
-        if has_body || status == 429 {
+        if has_body || connection_refused {
             h.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         resp
     };
     if let Some(e) = &conn.refused {
-        return refuse(e.as_ref().clone());
+        return refuse(e.as_ref().clone(), true);
     }
     let Some(scope) = required_scope(&method, &path) else {
         return next.run(request).await;
     };
     let _slot = match shared.http_admission.request(conn.addr.ip()) {
         Ok(s) => s,
-        Err(e) => return refuse(e),
+        Err(e) => return refuse(e, false),
     };
     let auth = &shared.auth;
     let principal = match bearer(request.headers()).and_then(|t| auth.authenticate(t)) {
         Ok(p) => p,
         Err(e) => {
             if scope == Scope::Admin {
-                audit("unauthenticated", conn.addr, &format!("{method} {path}"), "", "refused: 401 unauthenticated");
+                audit(
+                    "unauthenticated",
+                    conn.addr,
+                    &format!("{method} {path}"),
+                    "",
+                    "refused: 401 unauthenticated",
+                );
             }
-            return refuse(e);
+            return refuse(e, false);
         }
     };
     if let Err(e) = Authenticator::authorize(&principal, scope) {
         if scope == Scope::Admin {
-            audit(&principal.name, conn.addr, &format!("{method} {path}"), "", "refused: 403 forbidden");
+            audit(
+                &principal.name,
+                conn.addr,
+                &format!("{method} {path}"),
+                "",
+                "refused: 403 forbidden",
+            );
         }
-        return refuse(e);
+        return refuse(e, false);
     }
     request.extensions_mut().insert(principal);
     next.run(request).await
