@@ -25,9 +25,9 @@ pub struct CellPlan {
 }
 
 /// Ask every node to forget its leg samples, so the prediction sees only this setting.
-pub async fn clear_legs(admin: &[String]) -> anyhow::Result<()> {
+pub async fn clear_legs(admin: &[String], access: shoal_client::Access<'_>) -> anyhow::Result<()> {
     for e in admin {
-        shoal_client::http_json(e, "DELETE", "/v1/admin/consistency/legs")
+        shoal_client::http_json(e, "DELETE", "/v1/admin/consistency/legs", access)
             .await
             .with_context(|| format!("clearing the leg samples of {e}"))?;
     }
@@ -35,10 +35,13 @@ pub async fn clear_legs(admin: &[String]) -> anyhow::Result<()> {
 }
 
 /// Every node's leg samples, pooled into the coordinator's own replica and the others.
-pub async fn fetch_legs(admin: &[String]) -> anyhow::Result<(ReplicaLegs, ReplicaLegs)> {
+pub async fn fetch_legs(
+    admin: &[String],
+    access: shoal_client::Access<'_>,
+) -> anyhow::Result<(ReplicaLegs, ReplicaLegs)> {
     let mut snaps = Vec::new();
     for e in admin {
-        let v = shoal_client::http_get_json(e, "/v1/admin/consistency/legs")
+        let v = shoal_client::http_get_json(e, "/v1/admin/consistency/legs", access)
             .await
             .with_context(|| format!("fetching the leg samples of {e}"))?;
         snaps.push(serde_json::from_value::<LegSnapshot>(v).with_context(|| format!("leg samples of {e}"))?);
@@ -83,11 +86,13 @@ async fn ping_nodes(admin: &[String], until: std::time::Instant) -> Vec<f64> {
     rtts
 }
 
-/// Run one setting. `admin` are the nodes' HTTP endpoints (for the leg samples); without them
-/// the cell has measurements but no prediction.
+/// Run one setting. `admin` are the nodes' HTTP endpoints (for the leg samples, read with
+/// `access`: the token and CA the nodes require); without them the cell has measurements but
+/// no prediction.
 pub async fn run_cell(
     clients: &[Arc<Client>],
     admin: &[String],
+    access: shoal_client::Access<'_>,
     plan: &CellPlan,
     label: &str,
 ) -> anyhow::Result<(Cell, Vec<String>)> {
@@ -98,7 +103,7 @@ pub async fn run_cell(
         w.w.context("the workload names w")?,
     );
     if !admin.is_empty() {
-        clear_legs(admin).await?;
+        clear_legs(admin, access).await?;
     }
     let probe_cfg = ProbeConfig {
         n,
@@ -134,7 +139,7 @@ pub async fn run_cell(
     let prediction = if admin.is_empty() || probes.points.is_empty() {
         None
     } else {
-        let (local, remote) = fetch_legs(admin).await?;
+        let (local, remote) = fetch_legs(admin, access).await?;
         let query = shoal_pbs::Query {
             n,
             r,

@@ -12,6 +12,10 @@
 //! Every read and write returns the causal context; pass it to the next write of the same key
 //! to replace exactly the siblings that read saw.
 
+// `ClientError::Api` carries the wire error body (about 170 bytes with its optional details),
+// returned only on the cold path of a refused request, where boxing it would buy nothing.
+#![allow(clippy::result_large_err)]
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -19,9 +23,10 @@ use std::time::Duration;
 use base64::Engine;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::{connect::HttpConnector, Client as HyperClient};
 use hyper_util::rt::TokioExecutor;
-pub use shoal_net::client_api::{ApiError, ClientRequest, ClientResponse};
+pub use shoal_net::client_api::{ApiError, BearerToken, ClientRequest, ClientResponse};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -32,8 +37,61 @@ pub enum ClientError {
     Transport(String),
     #[error("unexpected answer: {0}")]
     Protocol(String),
-    #[error("bad endpoint {0:?}: use http://HOST:PORT or quic://HOST:PORT")]
+    #[error("bad endpoint {0:?}: use http://HOST:PORT, https://HOST:PORT or quic://HOST:PORT")]
     Endpoint(String),
+}
+
+/// An HTTP client for `http://` and (with a CA) `https://` endpoints.
+type HttpClient = HyperClient<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// Build the HTTP client for `endpoint`: `https://` needs `ca`, the CA certificate that signed
+/// the node's HTTP certificate (Shoal trusts no system roots, like its QUIC client).
+fn http_client(endpoint: &str, ca: Option<&Path>, max_idle: usize) -> Result<HttpClient, ClientError> {
+    let tls = if endpoint.starts_with("https://") {
+        let ca = ca.ok_or_else(|| {
+            ClientError::Transport(
+                "https:// needs the CA certificate of the node's HTTP certificate (--ca FILE or SHOAL_CA_CERT)".into(),
+            )
+        })?;
+        shoal_net::tls::https_client_config(ca).map_err(|e| ClientError::Transport(e.to_string()))?
+    } else {
+        // Never used for a handshake: plain http:// connections skip TLS.
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| ClientError::Transport(e.to_string()))?
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth()
+    };
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    http.enforce_http(false);
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(HyperClient::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(max_idle)
+        .build(connector))
+}
+
+/// `http://HOST:PORT` or `https://HOST:PORT` without a trailing slash, and its HOST:PORT.
+fn http_base(endpoint: &str) -> Option<(String, &str)> {
+    for scheme in ["http://", "https://"] {
+        if let Some(hostport) = endpoint.strip_prefix(scheme) {
+            let hostport = hostport.trim_end_matches('/');
+            return Some((format!("{scheme}{hostport}"), hostport));
+        }
+    }
+    None
+}
+
+/// Credentials and trust for the admin calls ([`http_json`]): the bearer token, and the CA
+/// for `https://` endpoints.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Access<'a> {
+    pub token: Option<&'a str>,
+    pub ca: Option<&'a Path>,
 }
 
 /// Per-request consistency and deadline; `None` takes the node's configured default.
@@ -69,18 +127,14 @@ pub struct Written {
 }
 
 enum Transport {
-    Http {
-        base: String,
-        client: HyperClient<HttpConnector, Full<Bytes>>,
-    },
-    Quic {
-        pool: shoal_net::Pool,
-        addr: SocketAddr,
-    },
+    Http { base: String, client: HttpClient },
+    Quic { pool: shoal_net::Pool, addr: SocketAddr },
 }
 
 pub struct Client {
     transport: Transport,
+    /// Sent with every request: `Authorization: Bearer` on HTTP, in the request on QUIC.
+    token: Option<BearerToken>,
 }
 
 const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
@@ -107,22 +161,15 @@ pub fn encode_key(key: &[u8]) -> String {
 }
 
 impl Client {
-    /// Connect to `endpoint` (`http://HOST:PORT` or `quic://HOST:PORT`). QUIC needs the
-    /// cluster CA certificate to verify the node.
+    /// Connect to `endpoint` (`http://HOST:PORT`, `https://HOST:PORT` or `quic://HOST:PORT`).
+    /// QUIC and HTTPS need the CA certificate to verify the node.
     pub async fn connect(endpoint: &str, ca_cert: Option<&Path>) -> Result<Client, ClientError> {
-        if let Some(hostport) = endpoint.strip_prefix("http://") {
-            let hostport = hostport.trim_end_matches('/');
+        if let Some((base, hostport)) = http_base(endpoint) {
             resolve(hostport, endpoint).await?;
-            let mut connector = HttpConnector::new();
-            connector.set_nodelay(true);
-            let client = HyperClient::builder(TokioExecutor::new())
-                .pool_max_idle_per_host(256)
-                .build(connector);
+            let client = http_client(endpoint, ca_cert, 256)?;
             return Ok(Client {
-                transport: Transport::Http {
-                    base: format!("http://{hostport}"),
-                    client,
-                },
+                transport: Transport::Http { base, client },
+                token: None,
             });
         }
         if let Some(hostport) = endpoint.strip_prefix("quic://") {
@@ -146,9 +193,16 @@ impl Client {
             let pool = shoal_net::Pool::new(ep, shoal_net::SERVER_NAME, tuning.max_frame_bytes);
             return Ok(Client {
                 transport: Transport::Quic { pool, addr },
+                token: None,
             });
         }
         Err(ClientError::Endpoint(endpoint.to_string()))
+    }
+
+    /// Authenticate every request with this bearer token (nodes with `auth.enabled`).
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token.map(BearerToken);
+        self
     }
 
     pub async fn get(&self, key: &[u8], opts: &Options) -> Result<Read, ClientError> {
@@ -158,6 +212,7 @@ impl Client {
             r: opts.r,
             timeout_ms: opts.timeout_ms,
             sloppy: opts.sloppy,
+            token: None,
         };
         match self.call(req, opts).await? {
             ClientResponse::Found { context, values } => Ok(Read::Found { context, values }),
@@ -181,6 +236,7 @@ impl Client {
             w: opts.w,
             timeout_ms: opts.timeout_ms,
             sloppy: opts.sloppy,
+            token: None,
         };
         self.written(req, opts).await
     }
@@ -193,6 +249,7 @@ impl Client {
             w: opts.w,
             timeout_ms: opts.timeout_ms,
             sloppy: opts.sloppy,
+            token: None,
         };
         self.written(req, opts).await
     }
@@ -240,7 +297,8 @@ impl Client {
         Ok(started.elapsed())
     }
 
-    async fn call(&self, req: ClientRequest, opts: &Options) -> Result<ClientResponse, ClientError> {
+    async fn call(&self, mut req: ClientRequest, opts: &Options) -> Result<ClientResponse, ClientError> {
+        req.set_token(self.token.clone());
         // Wait a little longer than the server-side deadline, so the server's 503 (which names
         // the replicas that failed) arrives rather than a bare client timeout.
         let deadline = opts
@@ -284,13 +342,10 @@ fn query(pairs: &[(&str, Option<u32>)]) -> String {
     }
 }
 
-async fn http_call(
-    client: &HyperClient<HttpConnector, Full<Bytes>>,
-    base: &str,
-    req: ClientRequest,
-) -> Result<ClientResponse, ClientError> {
+async fn http_call(client: &HttpClient, base: &str, req: ClientRequest) -> Result<ClientResponse, ClientError> {
     let o = |v: Option<u8>| v.map(u32::from);
     let b = |v: Option<bool>| v.map(u32::from);
+    let token = req.token().cloned();
     let (method, key, q, context, body) = match req {
         ClientRequest::Get {
             key,
@@ -298,6 +353,7 @@ async fn http_call(
             r,
             timeout_ms,
             sloppy,
+            ..
         } => (
             "GET",
             key,
@@ -318,6 +374,7 @@ async fn http_call(
             w,
             timeout_ms,
             sloppy,
+            ..
         } => (
             "PUT",
             key,
@@ -337,6 +394,7 @@ async fn http_call(
             w,
             timeout_ms,
             sloppy,
+            ..
         } => (
             "DELETE",
             key,
@@ -357,6 +415,9 @@ async fn http_call(
         .header("accept", "application/json");
     if let Some(c) = &context {
         builder = builder.header("x-shoal-context", c);
+    }
+    if let Some(t) = &token {
+        builder = builder.header("authorization", format!("Bearer {}", t.0));
     }
     let request = builder
         .body(Full::new(body))
@@ -416,24 +477,27 @@ async fn http_call(
 }
 
 /// `GET` a JSON document from a node's HTTP API, e.g. `/v1/admin/status`.
-pub async fn http_get_json(endpoint: &str, path: &str) -> Result<serde_json::Value, ClientError> {
-    http_json(endpoint, "GET", path).await
+pub async fn http_get_json(endpoint: &str, path: &str, access: Access<'_>) -> Result<serde_json::Value, ClientError> {
+    http_json(endpoint, "GET", path, access).await
 }
 
 /// Sends a bodiless request to an admin endpoint and returns its JSON answer. An error answer
 /// that carries Shoal's error body becomes [`ClientError::Api`], so its message reaches the user.
-pub async fn http_json(endpoint: &str, method: &str, path: &str) -> Result<serde_json::Value, ClientError> {
+pub async fn http_json(
+    endpoint: &str,
+    method: &str,
+    path: &str,
+    access: Access<'_>,
+) -> Result<serde_json::Value, ClientError> {
     let method = hyper::Method::from_bytes(method.as_bytes()).map_err(|e| ClientError::Protocol(e.to_string()))?;
-    let hostport = endpoint
-        .strip_prefix("http://")
-        .ok_or_else(|| ClientError::Endpoint(endpoint.to_string()))?
-        .trim_end_matches('/');
-    let client: HyperClient<HttpConnector, Full<Bytes>> =
-        HyperClient::builder(TokioExecutor::new()).build(HttpConnector::new());
-    let uri = format!("http://{hostport}{path}");
-    let request = hyper::Request::builder()
-        .method(method)
-        .uri(uri)
+    let (base, _) = http_base(endpoint).ok_or_else(|| ClientError::Endpoint(endpoint.to_string()))?;
+    let client = http_client(endpoint, access.ca, 1)?;
+    let uri = format!("{base}{path}");
+    let mut builder = hyper::Request::builder().method(method).uri(uri);
+    if let Some(t) = access.token {
+        builder = builder.header("authorization", format!("Bearer {t}"));
+    }
+    let request = builder
         .body(Full::new(Bytes::new()))
         .map_err(|e| ClientError::Protocol(e.to_string()))?;
     let resp = tokio::time::timeout(DEFAULT_DEADLINE, client.request(request))
@@ -443,7 +507,8 @@ pub async fn http_json(endpoint: &str, method: &str, path: &str) -> Result<serde
     let status = resp.status().as_u16();
     let body = body_bytes(resp).await?;
     if !(200..300).contains(&status) {
-        if let Ok(api) = serde_json::from_slice::<ApiError>(&body) {
+        if let Ok(mut api) = serde_json::from_slice::<ApiError>(&body) {
+            api.status = status;
             return Err(ClientError::Api(api));
         }
         return Err(ClientError::Protocol(format!(

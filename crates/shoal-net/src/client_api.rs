@@ -17,6 +17,11 @@ pub enum ClientRequest {
         /// node's default.
         #[serde(default)]
         sloppy: Option<bool>,
+        /// Bearer token of the caller, when the node requires one (`auth.enabled`). Carried in
+        /// every request rather than once per connection: a request is then self-contained, so
+        /// a pooled connection that is re-dialled needs no handshake replay.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<BearerToken>,
     },
     Put {
         key: Bytes,
@@ -29,6 +34,11 @@ pub enum ClientRequest {
         /// only the preference list. `None`: the node's default.
         #[serde(default)]
         sloppy: Option<bool>,
+        /// Bearer token of the caller, when the node requires one (`auth.enabled`). Carried in
+        /// every request rather than once per connection: a request is then self-contained, so
+        /// a pooled connection that is re-dialled needs no handshake replay.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<BearerToken>,
     },
     Delete {
         key: Bytes,
@@ -40,7 +50,44 @@ pub enum ClientRequest {
         /// only the preference list. `None`: the node's default.
         #[serde(default)]
         sloppy: Option<bool>,
+        /// Bearer token of the caller, when the node requires one (`auth.enabled`). Carried in
+        /// every request rather than once per connection: a request is then self-contained, so
+        /// a pooled connection that is re-dialled needs no handshake replay.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<BearerToken>,
     },
+}
+
+/// A client's bearer token. Its `Debug` never prints the secret, so a logged request cannot
+/// leak it.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct BearerToken(pub String);
+
+impl std::fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BearerToken(<redacted>)")
+    }
+}
+
+impl ClientRequest {
+    /// The bearer token the request carries, if any.
+    pub fn token(&self) -> Option<&BearerToken> {
+        match self {
+            ClientRequest::Get { token, .. }
+            | ClientRequest::Put { token, .. }
+            | ClientRequest::Delete { token, .. } => token.as_ref(),
+        }
+    }
+
+    /// Attach (or replace) the bearer token.
+    pub fn set_token(&mut self, new: Option<BearerToken>) {
+        match self {
+            ClientRequest::Get { token, .. }
+            | ClientRequest::Put { token, .. }
+            | ClientRequest::Delete { token, .. } => *token = new,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -97,6 +144,9 @@ pub struct ApiError {
     /// The current causal context, where the client needs it to resolve the problem.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub context: Option<String>,
+    /// The scope a refused request needed (`403 forbidden`): `read`, `write` or `admin`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub required_scope: Option<String>,
 }
 
 fn is_zero(v: &u16) -> bool {
@@ -115,6 +165,7 @@ impl ApiError {
             acked: None,
             failed: Vec::new(),
             context: None,
+            required_scope: None,
         }
     }
 

@@ -126,6 +126,10 @@ impl TransportTuning {
     }
 }
 
+/// What admitting a connection or a stream holds until it ends (a slot counted against a
+/// client's limit, released on drop); `None` when the service counts nothing.
+pub type Admission = Option<Box<dyn std::any::Any + Send + Sync>>;
+
 /// A request handler served on a QUIC endpoint, one request per bidirectional stream.
 pub trait Service: Send + Sync + 'static {
     type Request: DeserializeOwned + Send + 'static;
@@ -143,6 +147,47 @@ pub trait Service: Send + Sync + 'static {
     /// API answers with an error; the peer protocol just drops the stream).
     fn malformed(&self, _error: &crate::FrameError) -> Option<Self::Response> {
         None
+    }
+
+    /// Admit a new connection from `remote`. `Err(reply)` refuses it: its first stream is
+    /// answered with `reply` and the connection is closed. The `Ok` value lives as long as the
+    /// connection.
+    fn admit_connection(&self, _remote: SocketAddr) -> Result<Admission, Self::Response> {
+        Ok(None)
+    }
+
+    /// Admit a new stream (one request) from `remote`, before its frame is read, so a slow
+    /// sender holds its slot too. `Err(reply)` answers the stream with `reply` unread.
+    fn admit_stream(&self, _remote: SocketAddr) -> Result<Admission, Self::Response> {
+        Ok(None)
+    }
+}
+
+/// Answer a refused stream with `reply` without keeping its request: the request's bytes are
+/// drained and dropped (so a client blocked on flow control can finish writing and then read the
+/// answer), for at most a few seconds, and nothing of it is held in memory.
+async fn refuse_stream<T: Serialize>(
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    reply: &T,
+    limit: usize,
+) {
+    let env = Envelope {
+        id: 0,
+        timeout_ms: 0,
+        body: reply,
+    };
+    if write_frame(&mut send, &env, limit).await.is_err() || send.finish().is_err() {
+        return;
+    }
+    let drain = async {
+        let mut chunk = [0u8; 4096];
+        while let Ok(Some(_)) = recv.read(&mut chunk).await {}
+        // Wait until the client has the answer, so closing the connection next cannot lose it.
+        let _ = send.stopped().await;
+    };
+    if tokio::time::timeout(Duration::from_secs(5), drain).await.is_err() {
+        let _ = recv.stop(0u32.into());
     }
 }
 
@@ -163,6 +208,16 @@ pub async fn serve<S: Service>(endpoint: quinn::Endpoint, service: Arc<S>, tunin
                 }
             };
             debug!(%remote, "QUIC connection established");
+            let _admitted = match service.admit_connection(remote) {
+                Ok(a) => a,
+                Err(reply) => {
+                    if let Ok(Ok((send, recv))) = tokio::time::timeout(Duration::from_secs(5), conn.accept_bi()).await {
+                        refuse_stream(send, recv, &reply, tuning.max_frame_bytes).await;
+                    }
+                    conn.close(0u32.into(), b"refused: too many connections from this client");
+                    return;
+                }
+            };
             loop {
                 let (send, recv) = match conn.accept_bi().await {
                     Ok(s) => s,
@@ -171,10 +226,18 @@ pub async fn serve<S: Service>(endpoint: quinn::Endpoint, service: Arc<S>, tunin
                         break;
                     }
                 };
+                let admitted = match service.admit_stream(remote) {
+                    Ok(a) => a,
+                    Err(reply) => {
+                        let limit = tuning.max_frame_bytes;
+                        tokio::spawn(async move { refuse_stream(send, recv, &reply, limit).await });
+                        continue;
+                    }
+                };
                 let service = service.clone();
                 let tuning = tuning.clone();
                 tokio::spawn(
-                    serve_stream(service, remote, send, recv, tuning)
+                    serve_stream(service, remote, send, recv, tuning, admitted)
                         .instrument(tracing::debug_span!("stream", %remote)),
                 );
             }
@@ -188,6 +251,8 @@ async fn serve_stream<S: Service>(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
     tuning: Arc<TransportTuning>,
+    // Held until the answer is sent: the request's in-flight slot, if the service counts them.
+    _admitted: Admission,
 ) {
     let request: Envelope<S::Request> = match read_frame(&mut recv, tuning.max_frame_bytes).await {
         Ok(r) => r,

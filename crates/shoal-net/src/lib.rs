@@ -16,7 +16,7 @@ mod pool;
 mod throttle;
 pub mod tls;
 
-pub use endpoint::{bind_endpoint, serve, Service, TransportTuning, UDP_BUFFER_BYTES};
+pub use endpoint::{bind_endpoint, serve, Admission, Service, TransportTuning, UDP_BUFFER_BYTES};
 pub use frame::{read_frame, write_frame, Envelope, FrameError, FRAME_FORMAT_VERSION};
 pub use pool::{NetError, Pool};
 pub use throttle::Throttle;

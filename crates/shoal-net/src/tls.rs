@@ -191,6 +191,28 @@ pub fn client_api_client_config(ca_cert: &Path) -> Result<rustls::ClientConfig, 
     Ok(config)
 }
 
+/// ALPN for HTTPS: Shoal's HTTP API speaks HTTP/1.1 only.
+pub const ALPN_HTTP1: &[u8] = b"http/1.1";
+
+/// Server side of the HTTP API over TLS: `cert` (a PEM chain) and `key`, from the cluster CA or
+/// any other.
+pub fn https_server_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, TlsError> {
+    let mut config = server_builder()?
+        .with_no_client_auth()
+        .with_single_cert(certs(cert)?, private_key(key)?)
+        .map_err(cfg)?;
+    config.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
+    Ok(config)
+}
+
+/// What a client uses to reach an HTTPS API: trust the CA certificates in `ca` only. No ALPN
+/// is set: the HTTP connector (hyper-rustls) sets the protocols it speaks.
+pub fn https_client_config(ca: &Path) -> Result<rustls::ClientConfig, TlsError> {
+    Ok(client_builder()?
+        .with_root_certificates(roots(ca)?)
+        .with_no_client_auth())
+}
+
 /// Write a PEM file, private keys readable by the owner only.
 pub fn write_pem(path: &Path, pem: &str, private: bool) -> Result<(), TlsError> {
     let err = |e: std::io::Error| TlsError::Write {

@@ -115,6 +115,7 @@ impl Api {
                 r,
                 timeout_ms,
                 sloppy,
+                ..
             } => {
                 self.check_key(&key)?;
                 let got = self
@@ -152,6 +153,7 @@ impl Api {
                 w,
                 timeout_ms,
                 sloppy,
+                ..
             } => {
                 self.check_key(&key)?;
                 if value.len() > self.limits.max_value_bytes {
@@ -177,6 +179,7 @@ impl Api {
                 w,
                 timeout_ms,
                 sloppy,
+                ..
             } => {
                 self.check_key(&key)?;
                 let context = self.context(context.as_deref())?;

@@ -29,8 +29,21 @@ pub struct NodeConfig {
     pub transfer: TransferSection,
     pub handoff: HandoffSection,
     pub antientropy: AntiEntropySection,
+    pub auth: AuthSection,
     pub bench: BenchSection,
     pub log: LogSection,
+}
+
+/// Client authentication. Off by default, as Cassandra's `AllowAllAuthenticator` and Riak's
+/// security-off default are, so a local cluster works without setup; production enables it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    /// Require a bearer token on every client request except `/healthz`.
+    pub enabled: bool,
+    /// TOML file of `[[token]]` entries (name, scopes, sha256 of the token); see
+    /// `shoal auth token`. Read once at start.
+    pub tokens_file: PathBuf,
 }
 
 /// Benchmark-only knobs.
@@ -127,6 +140,11 @@ pub struct ListenSection {
     pub peer: SocketAddr,
     /// QUIC, server TLS: the client API.
     pub quic: SocketAddr,
+    /// Serve the HTTP API over TLS (HTTPS) with this PEM certificate chain; set together with
+    /// `http_tls_key`. Empty: plain HTTP.
+    pub http_tls_cert: PathBuf,
+    /// The private key (PEM) of `http_tls_cert`.
+    pub http_tls_key: PathBuf,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -201,6 +219,10 @@ pub struct LimitsSection {
     pub sibling_max: usize,
     pub max_object_bytes: usize,
     pub max_frame_bytes: usize,
+    /// Open connections one client (source IP) may hold, per API (HTTP, QUIC).
+    pub max_connections_per_client: u32,
+    /// Requests one client (source IP) may have in flight, per API; QUIC counts open streams.
+    pub max_inflight_per_client: u32,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -239,6 +261,8 @@ impl Default for NodeConfig {
                 http: addr("127.0.0.1:8080"),
                 peer: addr("127.0.0.1:9080"),
                 quic: addr("127.0.0.1:7080"),
+                http_tls_cert: PathBuf::new(),
+                http_tls_key: PathBuf::new(),
             },
             cluster: ClusterSection {
                 members: Vec::new(),
@@ -269,6 +293,8 @@ impl Default for NodeConfig {
                 sibling_max: 100,
                 max_object_bytes: 64 << 20,
                 max_frame_bytes: 80 << 20,
+                max_connections_per_client: 1024,
+                max_inflight_per_client: 4096,
             },
             storage: StorageSection {
                 sync_writes: false,
@@ -302,6 +328,10 @@ impl Default for NodeConfig {
                 interval_ms: 600_000,
                 max_mb_per_sec: 16.0,
                 tombstone_grace_secs: 10 * 86_400,
+            },
+            auth: AuthSection {
+                enabled: false,
+                tokens_file: PathBuf::new(),
             },
             bench: BenchSection {
                 latency_profile: String::new(),
@@ -418,6 +448,14 @@ impl NodeConfig {
         if l.max_object_bytes < l.max_value_bytes || l.max_frame_bytes < l.max_object_bytes + l.max_key_bytes + 4096 {
             return bad("limits: need max_value_bytes <= max_object_bytes < max_frame_bytes (with room for the key and framing)".into());
         }
+        if self.listen.http_tls_cert.as_os_str().is_empty() != self.listen.http_tls_key.as_os_str().is_empty() {
+            return bad("listen: set both http_tls_cert and http_tls_key to serve HTTPS, or neither".into());
+        }
+        if l.max_connections_per_client == 0 || l.max_inflight_per_client == 0 {
+            return bad("limits: max_connections_per_client and max_inflight_per_client must be positive".into());
+        }
+        self.authenticator()
+            .map_err(|e| ConfigError::Invalid(format!("auth: {e}")))?;
         if self.storage.sync_writes && self.storage.execution == StorageExecution::Inline {
             return bad(
                 "storage: sync_writes fsyncs every write, which must not run on the async workers; set storage.execution = \"pool\"".into(),
@@ -429,6 +467,11 @@ impl NodeConfig {
             return bad(format!("log.format must be text or json, not {:?}", self.log.format));
         }
         Ok(())
+    }
+
+    /// The `[auth]` section, with its tokens file read and checked.
+    pub fn authenticator(&self) -> Result<crate::auth::Authenticator, crate::auth::AuthError> {
+        crate::auth::Authenticator::from_config(self.auth.enabled, &self.auth.tokens_file)
     }
 
     pub fn peer_addr(&self, id: &str) -> Option<SocketAddr> {
@@ -531,5 +574,66 @@ peer = "127.0.0.1:9000"
         let err = NodeConfig::load(Some(&f), &[]).unwrap_err().to_string();
         assert!(err.contains("probe_timeout"), "{err}");
         assert!(NodeConfig::load(Some(Path::new("/nonexistent/shoal.toml")), &[]).is_err());
+    }
+
+    #[test]
+    fn auth_section_checks_the_tokens_file_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let tokens = dir.path().join("tokens.toml");
+        let h = crate::auth::token_sha256_hex("t");
+        let cfg = |extra: &str| write(dir.path(), &format!("{BASE}\n[auth]\n{extra}"));
+        let f = cfg("enabled = true\n");
+        let err = NodeConfig::load(Some(&f), &[]).unwrap_err().to_string();
+        assert!(err.contains("auth.tokens_file is not set"), "{err}");
+        let f = cfg(&format!(
+            "enabled = true\ntokens_file = {:?}\n",
+            tokens.display().to_string()
+        ));
+        let err = NodeConfig::load(Some(&f), &[]).unwrap_err().to_string();
+        assert!(err.contains("reading the tokens file"), "{err}");
+        std::fs::write(
+            &tokens,
+            format!("[[token]]\nname = \"ops\"\nscopes = [\"admin\", \"root\"]\nsha256 = \"{h}\"\n"),
+        )
+        .unwrap();
+        let err = NodeConfig::load(Some(&f), &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("entry 1 (\"ops\")") && err.contains("unknown scope \"root\""),
+            "{err}"
+        );
+        std::fs::write(&tokens, "[[token]]\nname = \"ops\"\n").unwrap();
+        let err = NodeConfig::load(Some(&f), &[]).unwrap_err().to_string();
+        assert!(err.contains("missing field"), "{err}");
+        std::fs::write(
+            &tokens,
+            format!("[[token]]\nname = \"ops\"\nscopes = [\"admin\"]\nsha256 = \"{h}\"\n"),
+        )
+        .unwrap();
+        let cfg = NodeConfig::load(Some(&f), &[]).unwrap();
+        assert!(cfg.authenticator().unwrap().enabled());
+        // The tokens file is a path, so any layer may name it (here the override layer).
+        let f = cfg_plain(dir.path());
+        let cfg = NodeConfig::load(
+            Some(&f),
+            &[
+                ("auth.enabled".into(), "true".into()),
+                ("auth.tokens_file".into(), tokens.display().to_string()),
+            ],
+        )
+        .unwrap();
+        assert!(cfg.auth.enabled);
+        let f = write(
+            dir.path(),
+            &format!("{BASE}\n[listen]\nhttp_tls_cert = \"/etc/shoal/http.pem\"\n"),
+        );
+        let err = NodeConfig::load(Some(&f), &[]).unwrap_err().to_string();
+        assert!(err.contains("both http_tls_cert and http_tls_key"), "{err}");
+        let f = write(dir.path(), &format!("{BASE}\n[limits]\nmax_inflight_per_client = 0\n"));
+        let err = NodeConfig::load(Some(&f), &[]).unwrap_err().to_string();
+        assert!(err.contains("max_inflight_per_client"), "{err}");
+    }
+
+    fn cfg_plain(dir: &Path) -> PathBuf {
+        write(dir, BASE)
     }
 }

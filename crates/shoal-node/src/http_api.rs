@@ -1,12 +1,15 @@
 //! The HTTP API: `/v1/kv/{key}`, `/v1/admin/{status,aae,consistency,join,leave,remove}`, `/metrics`,
 //! `/healthz`.
+//!
+//! Every request first passes [`guard`]: the connection limit, the bearer token and the scope
+//! its route needs, and the in-flight limit. Handlers then run knowing who asked.
 
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::Query;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, Extension, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -14,6 +17,8 @@ use base64::Engine;
 use bytes::Bytes;
 use shoal_net::client_api::{ApiError, ClientRequest, ClientResponse};
 
+use crate::auth::{Authenticator, Principal, Scope};
+use crate::http_listener::ClientConn;
 use crate::server::{ConsistencyQuery, NodeShared};
 
 pub const CONTEXT_HEADER: &str = "x-shoal-context";
@@ -37,7 +42,125 @@ pub fn router(shared: Arc<NodeShared>) -> Router {
                 format!("no route for {}", uri.path()),
             ))
         })
+        .layer(axum::middleware::from_fn_with_state(shared.clone(), guard))
         .with_state(shared)
+}
+
+/// The scope a request needs, or `None` for the open `/healthz` (load-balancer and
+/// orchestrator probes carry no credentials). Unknown paths need `read`, so a caller without a
+/// token learns nothing about which routes exist.
+pub fn required_scope(method: &Method, path: &str) -> Option<Scope> {
+    if path == "/healthz" {
+        return None;
+    }
+    if path.starts_with("/v1/admin/") || path == "/v1/admin" {
+        return Some(Scope::Admin);
+    }
+    if path.starts_with("/v1/kv/") && (method == Method::PUT || method == Method::DELETE || method == Method::POST) {
+        return Some(Scope::Write);
+    }
+    Some(Scope::Read)
+}
+
+/// `Authorization: Bearer <token>`; `Err` for any other shape of the header.
+fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let Some(v) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let malformed = || {
+        ApiError::new(
+            401,
+            "unauthenticated",
+            "the Authorization header must be `Bearer <token>`",
+        )
+    };
+    let v = v.to_str().map_err(|_| malformed())?;
+    let (scheme, token) = v.split_once(' ').ok_or_else(malformed)?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(malformed());
+    }
+    Ok(Some(token.trim()))
+}
+
+/// Log an admin action, or a refused attempt at one, for the audit trail (`shoal::audit`).
+pub fn audit(principal: &str, source: std::net::SocketAddr, action: &str, args: &str, outcome: &str) {
+    // Debug formatting quotes and escapes, so a client-chosen argument cannot forge a line.
+    tracing::info!(target: "shoal::audit", principal = ?principal, source = %source, action = ?action, args = ?args, outcome = ?outcome, "admin action");
+}
+
+/// Connection limit, authentication, authorization and in-flight limit, in that order: a
+/// client over its limits is refused before its token is even hashed.
+async fn guard(
+    State(shared): State<Arc<NodeShared>>,
+    ConnectInfo(conn): ConnectInfo<ClientConn>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    // A refused PUT's body is never read, so the connection cannot carry another request.
+    let has_body = method == Method::PUT || method == Method::POST;
+    let refuse = |e: ApiError, connection_refused: bool| {
+        let status = e.status;
+        let mut resp = error_response(e);
+        let h = resp.headers_mut();
+        match status {
+            401 => {
+                h.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"shoal\""),
+                );
+            }
+            429 => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
+        }
+        if has_body || connection_refused {
+            h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        resp
+    };
+    if let Some(e) = &conn.refused {
+        return refuse(e.as_ref().clone(), true);
+    }
+    let Some(scope) = required_scope(&method, &path) else {
+        return next.run(request).await;
+    };
+    let _slot = match shared.http_admission.request(conn.addr.ip()) {
+        Ok(s) => s,
+        Err(e) => return refuse(e, false),
+    };
+    let auth = &shared.auth;
+    let principal = match bearer(request.headers()).and_then(|t| auth.authenticate(t)) {
+        Ok(p) => p,
+        Err(e) => {
+            if scope == Scope::Admin {
+                audit(
+                    "unauthenticated",
+                    conn.addr,
+                    &format!("{method} {path}"),
+                    "",
+                    "refused: 401 unauthenticated",
+                );
+            }
+            return refuse(e, false);
+        }
+    };
+    if let Err(e) = Authenticator::authorize(&principal, scope) {
+        if scope == Scope::Admin {
+            audit(
+                &principal.name,
+                conn.addr,
+                &format!("{method} {path}"),
+                "",
+                "refused: 403 forbidden",
+            );
+        }
+        return refuse(e, false);
+    }
+    request.extensions_mut().insert(principal);
+    next.run(request).await
 }
 
 fn error_response(e: ApiError) -> Response {
@@ -196,6 +319,8 @@ async fn kv_inner(
             r: p.quorum,
             timeout_ms: p.timeout_ms,
             sloppy: p.sloppy,
+            // Authenticated by `guard`, from the Authorization header.
+            token: None,
         }
     } else {
         let p = parse_params(uri.query(), "w")?;
@@ -220,6 +345,7 @@ async fn kv_inner(
                 w: p.quorum,
                 timeout_ms: p.timeout_ms,
                 sloppy: p.sloppy,
+                token: None,
             }
         } else {
             ClientRequest::Delete {
@@ -229,6 +355,7 @@ async fn kv_inner(
                 w: p.quorum,
                 timeout_ms: p.timeout_ms,
                 sloppy: p.sloppy,
+                token: None,
             }
         }
     };
@@ -326,7 +453,12 @@ async fn legs(State(shared): State<Arc<NodeShared>>) -> Response {
     axum::Json(shared.api.coordinator.legs().snapshot()).into_response()
 }
 
-async fn clear_legs(State(shared): State<Arc<NodeShared>>) -> Response {
+async fn clear_legs(
+    State(shared): State<Arc<NodeShared>>,
+    Extension(who): Extension<Arc<Principal>>,
+    ConnectInfo(conn): ConnectInfo<ClientConn>,
+) -> Response {
+    audit(&who.name, conn.addr, "clear_legs", "", "done");
     shared.api.coordinator.legs().clear();
     axum::Json(serde_json::json!({"cleared": true})).into_response()
 }
@@ -363,10 +495,33 @@ fn change_accepted(result: Result<shoal_ring::LayoutRecord, String>) -> Response
     }
 }
 
-async fn join(State(shared): State<Arc<NodeShared>>, Query(p): Query<JoinParams>) -> Response {
+/// Audit a layout change's outcome, then answer it.
+fn audited_change(
+    who: &Principal,
+    conn: &ClientConn,
+    action: &str,
+    args: &str,
+    result: Result<shoal_ring::LayoutRecord, String>,
+) -> Response {
+    let outcome = match &result {
+        Ok(r) => format!("accepted at epoch {}", r.epoch),
+        Err(m) => format!("refused: {m}"),
+    };
+    audit(&who.name, conn.addr, action, args, &outcome);
+    change_accepted(result)
+}
+
+async fn join(
+    State(shared): State<Arc<NodeShared>>,
+    Extension(who): Extension<Arc<Principal>>,
+    ConnectInfo(conn): ConnectInfo<ClientConn>,
+    Query(p): Query<JoinParams>,
+) -> Response {
+    let args = format!("seed={}", p.seed);
     let seed = match p.seed.parse::<std::net::SocketAddr>() {
         Ok(a) => a,
         Err(_) => {
+            audit(&who.name, conn.addr, "join", &args, "refused: invalid seed");
             return error_response(
                 ApiError::new(
                     400,
@@ -374,18 +529,29 @@ async fn join(State(shared): State<Arc<NodeShared>>, Query(p): Query<JoinParams>
                     format!("seed {:?} is not a peer address such as 10.0.0.1:9080", p.seed),
                 )
                 .with_param("seed"),
-            )
+            );
         }
     };
-    change_accepted(shared.membership.join(seed).await)
+    audited_change(&who, &conn, "join", &args, shared.membership.join(seed).await)
 }
 
-async fn leave(State(shared): State<Arc<NodeShared>>) -> Response {
-    change_accepted(shared.membership.leave())
+async fn leave(
+    State(shared): State<Arc<NodeShared>>,
+    Extension(who): Extension<Arc<Principal>>,
+    ConnectInfo(conn): ConnectInfo<ClientConn>,
+) -> Response {
+    audited_change(&who, &conn, "leave", "", shared.membership.leave())
 }
 
-async fn remove(State(shared): State<Arc<NodeShared>>, Query(p): Query<RemoveParams>) -> Response {
-    change_accepted(shared.membership.remove(shoal_ring::NodeId::new(p.node)))
+async fn remove(
+    State(shared): State<Arc<NodeShared>>,
+    Extension(who): Extension<Arc<Principal>>,
+    ConnectInfo(conn): ConnectInfo<ClientConn>,
+    Query(p): Query<RemoveParams>,
+) -> Response {
+    let args = format!("node={}", p.node);
+    let result = shared.membership.remove(shoal_ring::NodeId::new(p.node));
+    audited_change(&who, &conn, "remove", &args, result)
 }
 
 async fn metrics(State(shared): State<Arc<NodeShared>>) -> Response {
@@ -418,5 +584,40 @@ mod tests {
         assert_eq!(percent_decode("a%2Fb%00%ff").unwrap(), b"a/b\x00\xff".to_vec());
         assert!(percent_decode("bad%zz").is_err());
         assert!(percent_decode("bad%2").is_err());
+    }
+
+    #[test]
+    fn every_route_has_the_scope_the_docs_promise() {
+        let cases = [
+            (Method::GET, "/healthz", None),
+            (Method::GET, "/metrics", Some(Scope::Read)),
+            (Method::GET, "/v1/kv/a", Some(Scope::Read)),
+            (Method::HEAD, "/v1/kv/a", Some(Scope::Read)),
+            (Method::PUT, "/v1/kv/a", Some(Scope::Write)),
+            (Method::DELETE, "/v1/kv/a", Some(Scope::Write)),
+            (Method::GET, "/v1/admin/status", Some(Scope::Admin)),
+            (Method::GET, "/v1/admin/consistency", Some(Scope::Admin)),
+            (Method::DELETE, "/v1/admin/consistency/legs", Some(Scope::Admin)),
+            (Method::POST, "/v1/admin/join", Some(Scope::Admin)),
+            (Method::GET, "/nowhere", Some(Scope::Read)),
+        ];
+        for (m, p, want) in cases {
+            assert_eq!(required_scope(&m, p), want, "{m} {p}");
+        }
+    }
+
+    #[test]
+    fn only_bearer_authorization_is_understood() {
+        let h = |v: &str| {
+            let mut m = HeaderMap::new();
+            m.insert(header::AUTHORIZATION, HeaderValue::from_str(v).unwrap());
+            m
+        };
+        assert_eq!(bearer(&HeaderMap::new()).unwrap(), None);
+        assert_eq!(bearer(&h("Bearer abc")).unwrap(), Some("abc"));
+        assert_eq!(bearer(&h("bearer abc")).unwrap(), Some("abc"));
+        assert!(bearer(&h("Basic YWxhZGRpbjpvcGVu")).is_err());
+        assert!(bearer(&h("Bearer ")).is_err());
+        assert!(bearer(&h("abc")).is_err());
     }
 }

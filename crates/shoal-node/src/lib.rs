@@ -2,15 +2,19 @@
 //! the wiring of ring, storage, network and coordinator into one serving process.
 //!
 //! Both client APIs go through [`api::Api`], so HTTP and QUIC validate, limit and answer
-//! identically. Peer traffic arrives only on the mutual-TLS QUIC port.
+//! identically, and both check the same bearer tokens and per-client limits. Peer traffic
+//! arrives only on the mutual-TLS QUIC port.
 
 // `ApiError` is the wire error body (about 150 bytes with its optional details). It travels only
 // on the cold path of a refused request, where boxing it would buy nothing measurable.
 #![allow(clippy::result_large_err)]
 
+pub mod admission;
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod http_api;
+pub mod http_listener;
 pub mod logging;
 pub mod membership;
 pub mod peer;

@@ -19,7 +19,9 @@ use shoal_storage::{Replica, ReplicaLimits, RocksOptions, RocksStore};
 use shoal_version::{ContextCodec, SiblingLimits};
 use tracing::{info, warn};
 
+use crate::admission::Admission;
 use crate::api::{Api, ApiLimits};
+use crate::auth::Authenticator;
 use crate::config::NodeConfig;
 use crate::membership::{liveness_label, Membership};
 use crate::peer::{PeerService, QuicTransport};
@@ -51,6 +53,9 @@ pub struct NodeShared {
     pub membership: Arc<Membership>,
     pub aae: Arc<AntiEntropy<RocksStore>>,
     pub metrics: PrometheusHandle,
+    pub auth: Arc<Authenticator>,
+    /// Connection and in-flight counts of HTTP clients.
+    pub http_admission: Arc<Admission>,
 }
 
 impl NodeShared {
@@ -300,6 +305,21 @@ fn read_secret(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
 pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
     let metrics = crate::telemetry::install();
     let me = NodeId::new(config.node.id.clone());
+    let auth = Arc::new(config.authenticator().context("loading auth.tokens_file")?);
+    if !auth.enabled() {
+        warn!("auth.enabled = false: every client may read, write and administer this node; enable it outside development");
+    }
+    let limits = &config.limits;
+    let http_admission = Admission::new(
+        "http",
+        limits.max_connections_per_client,
+        limits.max_inflight_per_client,
+    );
+    let quic_admission = Admission::new(
+        "quic",
+        limits.max_connections_per_client,
+        limits.max_inflight_per_client,
+    );
 
     let db_path = config.node.data_dir.join("db");
     std::fs::create_dir_all(&db_path).with_context(|| format!("creating {}", db_path.display()))?;
@@ -466,7 +486,11 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
         .with_context(|| format!("binding the client QUIC port {}", config.listen.quic))?;
     tokio::spawn(shoal_net::serve(
         client_endpoint.clone(),
-        Arc::new(ClientService { api: api.clone() }),
+        Arc::new(ClientService {
+            api: api.clone(),
+            auth: auth.clone(),
+            limits: quic_admission,
+        }),
         tuning,
     ));
 
@@ -477,12 +501,25 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
         membership: membership.clone(),
         aae,
         metrics,
+        auth,
+        http_admission: http_admission.clone(),
     });
     let listener = tokio::net::TcpListener::bind(config.listen.http)
         .await
         .with_context(|| format!("binding the HTTP port {}", config.listen.http))?;
-    info!(node = %me, http = %config.listen.http, peer = %config.listen.peer, quic = %config.listen.quic, "shoal node serving");
-    axum::serve(listener, crate::http_api::router(shared))
+    let https = if config.listen.http_tls_cert.as_os_str().is_empty() {
+        None
+    } else {
+        let tls = tls::https_server_config(&config.listen.http_tls_cert, &config.listen.http_tls_key)
+            .context("loading listen.http_tls_cert and listen.http_tls_key")?;
+        Some(tokio_rustls::TlsAcceptor::from(Arc::new(tls)))
+    };
+    let scheme = if https.is_some() { "https" } else { "http" };
+    let listener = crate::http_listener::AdmittingListener::new(listener, http_admission, https)
+        .context("starting the HTTP listener")?;
+    info!(node = %me, http = %config.listen.http, scheme, peer = %config.listen.peer, quic = %config.listen.quic, "shoal node serving");
+    let app = crate::http_api::router(shared).into_make_service_with_connect_info::<crate::http_listener::ClientConn>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             tokio::select! {
                 _ = shutdown => {}

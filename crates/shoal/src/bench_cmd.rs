@@ -66,6 +66,9 @@ pub struct BenchArgs {
     /// CA certificate for QUIC against --endpoints.
     #[arg(long, env = "SHOAL_CA_CERT")]
     ca: Option<PathBuf>,
+    /// Bearer token for --endpoints (read and write; admin too for the leg samples).
+    #[command(flatten)]
+    auth: crate::token::TokenArgs,
     #[arg(long, value_enum, default_value = "a")]
     mix: Mix,
     #[arg(long)]
@@ -142,13 +145,18 @@ fn peak_rss_mib(pid: u32) -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-async fn clients(endpoints: &[String], ca: Option<&std::path::Path>) -> anyhow::Result<Vec<Arc<Client>>> {
+async fn clients(
+    endpoints: &[String],
+    ca: Option<&std::path::Path>,
+    token: Option<&str>,
+) -> anyhow::Result<Vec<Arc<Client>>> {
     let mut out = Vec::new();
     for e in endpoints {
         out.push(Arc::new(
             Client::connect(e, ca)
                 .await
-                .with_context(|| format!("connecting to {e}"))?,
+                .with_context(|| format!("connecting to {e}"))?
+                .with_token(token.map(str::to_string)),
         ));
     }
     Ok(out)
@@ -280,6 +288,8 @@ impl BenchArgs {
 
 async fn measure(args: &BenchArgs, target: &Target) -> anyhow::Result<(ProfileRun, Vec<f64>)> {
     let mut cluster: Option<(LocalCluster, PathBuf)> = None;
+    // Embedded clusters run without auth; a running cluster may need the caller's token.
+    let mut token = None;
     let (endpoints, admin, ca) = match &target.embedded {
         Some((profile, port_offset)) => {
             let dir = tempdir()?;
@@ -306,7 +316,7 @@ async fn measure(args: &BenchArgs, target: &Target) -> anyhow::Result<(ProfileRu
             let admin = if args.admin_endpoints.is_empty() {
                 args.endpoints
                     .iter()
-                    .filter(|e| e.starts_with("http://"))
+                    .filter(|e| e.starts_with("http://") || e.starts_with("https://"))
                     .cloned()
                     .collect()
             } else {
@@ -315,10 +325,11 @@ async fn measure(args: &BenchArgs, target: &Target) -> anyhow::Result<(ProfileRu
             if admin.is_empty() {
                 eprintln!("no HTTP endpoints (--admin-endpoints): staleness is measured but not predicted");
             }
+            token = args.auth.token()?;
             (args.endpoints.clone(), admin, args.ca.clone())
         }
     };
-    let result = measure_on(args, target, &endpoints, &admin, ca.as_deref()).await;
+    let result = measure_on(args, target, &endpoints, &admin, ca.as_deref(), token.as_deref()).await;
     let rss = cluster
         .as_ref()
         .map(|(c, _)| c.pids().iter().filter_map(|p| peak_rss_mib(*p)).collect())
@@ -336,8 +347,9 @@ async fn measure_on(
     endpoints: &[String],
     admin: &[String],
     ca: Option<&std::path::Path>,
+    token: Option<&str>,
 ) -> anyhow::Result<ProfileRun> {
-    let clients = clients(endpoints, ca).await?;
+    let clients = clients(endpoints, ca, token).await?;
     if !args.no_preload {
         eprintln!(
             "{}: preloading {} keys of {} bytes",
@@ -382,7 +394,14 @@ async fn measure_on(
                 "HTTP"
             }
         );
-        let (cell, notes) = matrix::run_cell(&clients, admin, &plan, &target.label).await?;
+        let (cell, notes) = matrix::run_cell(
+            &clients,
+            admin,
+            shoal_client::Access { token, ca },
+            &plan,
+            &target.label,
+        )
+        .await?;
         for note in notes.iter().take(5) {
             eprintln!("  note: {note}");
         }

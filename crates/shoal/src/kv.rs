@@ -5,12 +5,14 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use shoal_client::{Client, ClientError, Options, Read};
 
+use crate::token::TokenArgs;
+
 #[derive(Args, Clone, Debug)]
 pub struct Target {
-    /// `http://HOST:PORT` or `quic://HOST:PORT` of any node.
+    /// `http://HOST:PORT`, `https://HOST:PORT` or `quic://HOST:PORT` of any node.
     #[arg(long, env = "SHOAL_ENDPOINT", default_value = "http://127.0.0.1:8080")]
     pub endpoint: String,
-    /// Cluster CA certificate, needed for QUIC.
+    /// CA certificate: the cluster CA for QUIC, or the HTTPS certificate's CA.
     #[arg(long, env = "SHOAL_CA_CERT")]
     pub ca: Option<PathBuf>,
     /// Replicas to store on (N).
@@ -22,6 +24,8 @@ pub struct Target {
     /// Count only the preference list toward W and R (strict quorum): no hinted copies.
     #[arg(long)]
     pub strict: bool,
+    #[command(flatten)]
+    pub auth: TokenArgs,
 }
 
 #[derive(Subcommand)]
@@ -61,6 +65,18 @@ pub struct WriteArgs {
     /// The causal context of an earlier read.
     #[arg(long)]
     pub context: Option<String>,
+}
+
+/// `shoal admin`: every subcommand needs a token with the admin scope when auth is on.
+#[derive(Args)]
+pub struct AdminArgs {
+    #[command(flatten)]
+    pub auth: TokenArgs,
+    /// CA certificate of the node's HTTPS certificate, for https:// endpoints.
+    #[arg(long, env = "SHOAL_CA_CERT", global = true)]
+    pub ca: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: AdminCommand,
 }
 
 #[derive(Subcommand)]
@@ -135,8 +151,12 @@ pub enum AaeCommand {
     },
 }
 
-async fn aae_status(endpoint: &str, json: bool) -> anyhow::Result<std::process::ExitCode> {
-    let status = match shoal_client::http_get_json(endpoint, "/v1/admin/aae").await {
+async fn aae_status(
+    endpoint: &str,
+    token: shoal_client::Access<'_>,
+    json: bool,
+) -> anyhow::Result<std::process::ExitCode> {
+    let status = match shoal_client::http_get_json(endpoint, "/v1/admin/aae", token).await {
         Ok(s) => s,
         Err(e) => return report(e),
     };
@@ -202,10 +222,14 @@ async fn aae_status(endpoint: &str, json: bool) -> anyhow::Result<std::process::
 
 /// Polls `endpoint`'s status until the change proposed at `epoch` has committed, printing the
 /// transfer progress as it goes.
-async fn wait_committed(endpoint: &str, epoch: u64) -> anyhow::Result<std::process::ExitCode> {
+async fn wait_committed(
+    endpoint: &str,
+    token: shoal_client::Access<'_>,
+    epoch: u64,
+) -> anyhow::Result<std::process::ExitCode> {
     let mut last = String::new();
     loop {
-        let status = match shoal_client::http_get_json(endpoint, "/v1/admin/status").await {
+        let status = match shoal_client::http_get_json(endpoint, "/v1/admin/status", token).await {
             Ok(s) => s,
             // A leaving node stops once its change has committed.
             Err(e) => {
@@ -248,8 +272,13 @@ async fn wait_committed(endpoint: &str, epoch: u64) -> anyhow::Result<std::proce
     }
 }
 
-async fn change(endpoint: &str, path: &str, no_wait: bool) -> anyhow::Result<std::process::ExitCode> {
-    let answer = match shoal_client::http_json(endpoint, "POST", path).await {
+async fn change(
+    endpoint: &str,
+    token: shoal_client::Access<'_>,
+    path: &str,
+    no_wait: bool,
+) -> anyhow::Result<std::process::ExitCode> {
+    let answer = match shoal_client::http_json(endpoint, "POST", path, token).await {
         Ok(a) => a,
         Err(e) => return report(e),
     };
@@ -262,7 +291,7 @@ async fn change(endpoint: &str, path: &str, no_wait: bool) -> anyhow::Result<std
     if no_wait {
         return Ok(std::process::ExitCode::SUCCESS);
     }
-    wait_committed(endpoint, epoch).await
+    wait_committed(endpoint, token, epoch).await
 }
 
 fn query_value(v: &str) -> String {
@@ -345,8 +374,9 @@ pub async fn run(cmd: KvCommand) -> anyhow::Result<std::process::ExitCode> {
         KvCommand::Get { target, .. } => target,
         KvCommand::Put { write, .. } | KvCommand::Delete { write, .. } => &write.target,
     };
+    let token = target.auth.token()?;
     let client = match Client::connect(&target.endpoint, target.ca.as_deref()).await {
-        Ok(c) => c,
+        Ok(c) => c.with_token(token),
         Err(e) => return report(e),
     };
     match &cmd {
@@ -409,8 +439,13 @@ pub async fn run(cmd: KvCommand) -> anyhow::Result<std::process::ExitCode> {
     }
 }
 
-pub async fn admin(cmd: AdminCommand) -> anyhow::Result<std::process::ExitCode> {
-    match cmd {
+pub async fn admin(args: AdminArgs) -> anyhow::Result<std::process::ExitCode> {
+    let token = args.auth.token()?;
+    let token = shoal_client::Access {
+        token: token.as_deref(),
+        ca: args.ca.as_deref(),
+    };
+    match args.command {
         AdminCommand::Join {
             seed,
             endpoint,
@@ -418,12 +453,13 @@ pub async fn admin(cmd: AdminCommand) -> anyhow::Result<std::process::ExitCode> 
         } => {
             change(
                 &endpoint,
+                token,
                 &format!("/v1/admin/join?seed={}", query_value(&seed)),
                 no_wait,
             )
             .await
         }
-        AdminCommand::Leave { endpoint, no_wait } => change(&endpoint, "/v1/admin/leave", no_wait).await,
+        AdminCommand::Leave { endpoint, no_wait } => change(&endpoint, token, "/v1/admin/leave", no_wait).await,
         AdminCommand::Remove {
             node,
             endpoint,
@@ -431,12 +467,13 @@ pub async fn admin(cmd: AdminCommand) -> anyhow::Result<std::process::ExitCode> 
         } => {
             change(
                 &endpoint,
+                token,
                 &format!("/v1/admin/remove?node={}", query_value(&node)),
                 no_wait,
             )
             .await
         }
-        AdminCommand::Aae(AaeCommand::Status { endpoint, json }) => aae_status(&endpoint, json).await,
+        AdminCommand::Aae(AaeCommand::Status { endpoint, json }) => aae_status(&endpoint, token, json).await,
         AdminCommand::Consistency {
             endpoint,
             n,
@@ -453,7 +490,7 @@ pub async fn admin(cmd: AdminCommand) -> anyhow::Result<std::process::ExitCode> 
                 query.push(format!("t={}", query_value(&t)));
             }
             let path = format!("/v1/admin/consistency?{}", query.join("&"));
-            let p = match shoal_client::http_get_json(&endpoint, &path).await {
+            let p = match shoal_client::http_get_json(&endpoint, &path, token).await {
                 Ok(p) => p,
                 Err(e) => return report(e),
             };
@@ -465,7 +502,7 @@ pub async fn admin(cmd: AdminCommand) -> anyhow::Result<std::process::ExitCode> 
             Ok(std::process::ExitCode::SUCCESS)
         }
         AdminCommand::Status { endpoint, json } => {
-            let status = match shoal_client::http_get_json(&endpoint, "/v1/admin/status").await {
+            let status = match shoal_client::http_get_json(&endpoint, "/v1/admin/status", token).await {
                 Ok(s) => s,
                 Err(e) => return report(e),
             };

@@ -5,6 +5,7 @@ mod bench_cmd;
 mod cert;
 mod cluster;
 mod kv;
+mod token;
 
 use std::path::PathBuf;
 
@@ -41,8 +42,10 @@ enum Command {
     #[command(subcommand)]
     Kv(kv::KvCommand),
     /// Cluster administration.
+    Admin(kv::AdminArgs),
+    /// Client bearer tokens.
     #[command(subcommand)]
-    Admin(kv::AdminCommand),
+    Auth(token::AuthCommand),
     /// Measure throughput and latency of a workload against a local or running cluster.
     Bench(bench_cmd::BenchArgs),
     /// List the objects a stopped node holds in its data directory, as JSON lines
@@ -91,6 +94,7 @@ fn main() -> std::process::ExitCode {
             Command::Cert(c) => cert::run(c),
             Command::Kv(c) => kv::run(c).await,
             Command::Admin(c) => kv::admin(c).await,
+            Command::Auth(c) => token::run(c),
             Command::Bench(args) => bench_cmd::run(args).await,
             Command::Inspect { data_dir, hints } => inspect(&data_dir, hints),
             Command::Inject {
