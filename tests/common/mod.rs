@@ -25,12 +25,42 @@ pub struct TestCluster {
     pub nodes: Vec<TestNode>,
 }
 
+/// A loopback port free for both TCP and UDP, from 10000–19999: below Linux's ephemeral range
+/// (32768–60999), so no client's outgoing connection can take it between this check and the
+/// node's bind (a port the kernel handed out with `:0` can be, and once was, in CI). A
+/// process-wide cursor keeps the two test threads from picking the same port.
+fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static CURSOR: AtomicU32 = AtomicU32::new(u32::MAX);
+    const LOW: u32 = 10_000;
+    const SPAN: u32 = 10_000;
+    if CURSOR.load(Ordering::Relaxed) == u32::MAX {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let _ = CURSOR.compare_exchange(
+            u32::MAX,
+            (std::process::id().wrapping_mul(7919) ^ nanos) % SPAN,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+    for _ in 0..SPAN {
+        let port = (LOW + CURSOR.fetch_add(1, Ordering::Relaxed) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() && UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {LOW}..{}", LOW + SPAN);
+}
+
 fn free_tcp() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+    SocketAddr::from(([127, 0, 0, 1], free_port()))
 }
 
 fn free_udp() -> SocketAddr {
-    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+    SocketAddr::from(([127, 0, 0, 1], free_port()))
 }
 
 /// A base port such that, for every offset in `groups`, the `count` consecutive TCP and UDP
