@@ -28,3 +28,13 @@ wait_for() {
     done
     ok "$what ($((SECONDS - t0)) s)"
 }
+
+# configmap_file MANIFEST KEY: prints the file KEY of the ConfigMap in MANIFEST as a pod would
+# see it (the block scalar under `  KEY: |`, unindented), so tests run what is shipped.
+configmap_file() {
+    awk -v key="  $2: |" '
+        $0 == key { on = 1; next }
+        on && /^    / { print substr($0, 5); next }
+        on && /^$/ { print ""; next }
+        on { exit }' "$1"
+}

@@ -54,17 +54,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The ConfigMap's files, as shipped.
+# The ConfigMap's files, exactly as shipped.
 mkdir -p "$tmp/conf" "$tmp/certs"
-extract() {
-    awk -v key="  $1: |" '
-        $0 == key { on = 1; next }
-        on && /^    / { print substr($0, 5); next }
-        on && /^$/ { print ""; next }
-        on { exit }' "$here/configmap.yaml"
-}
-extract shoal-k8s.sh >"$tmp/conf/shoal-k8s.sh"
-extract shoal.toml >"$tmp/conf/shoal.toml"
+configmap_file "$here/configmap.yaml" shoal-k8s.sh >"$tmp/conf/shoal-k8s.sh"
+configmap_file "$here/configmap.yaml" shoal.toml >"$tmp/conf/shoal.toml"
 # The Secret: what make-certs-secret.sh puts in it, with the modes the pod sees (0440, group
 # fsGroup 10001).
 "$BIN" cert init --dir "$tmp/ca" --cluster-name shoal >/dev/null

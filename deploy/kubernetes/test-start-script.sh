@@ -57,16 +57,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The ConfigMap's two files, exactly as shipped.
-extract() {
-    awk -v key="  $1: |" '
-        $0 == key { on = 1; next }
-        on && /^    / { print substr($0, 5); next }
-        on && /^$/ { print ""; next }
-        on { exit }' "$here/configmap.yaml"
-}
-extract shoal-k8s.sh >"$tmp/shoal-k8s.sh"
-extract shoal.toml >"$tmp/shoal.toml"
+# The ConfigMap's files, exactly as shipped.
+configmap_file "$here/configmap.yaml" shoal-k8s.sh >"$tmp/shoal-k8s.sh"
+configmap_file "$here/configmap.yaml" shoal.toml >"$tmp/shoal.toml"
 # shellcheck disable=SC2016  # a literal $SHOAL
 grep -q 'exec "$SHOAL" serve' "$tmp/shoal-k8s.sh" ||
     fail "could not extract shoal-k8s.sh from configmap.yaml"
