@@ -27,7 +27,7 @@ use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use shoal_coordinator::Health;
 use shoal_membership::{Liveness, Message, Output, Swim, SwimConfig};
-use shoal_ring::{moves, AdminState, Change, ChangeError, ChangeKind, LayoutRecord, Member, Move, NodeId};
+use shoal_ring::{moves, AdminState, Change, ChangeError, ChangeKind, LayoutRecord, Member, Move, NodeId, Placement};
 use shoal_storage::{RocksStore, Store};
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
@@ -91,6 +91,9 @@ pub struct Membership {
     /// worked out for: derived once per adopted record, read by every commit check.
     gainers: Mutex<(u64, Vec<NodeId>)>,
     persisted_incarnation: Mutex<u64>,
+    /// Placements replaced while requests begun under them may still run (see
+    /// [`Membership::announce_seen`]).
+    retired: Mutex<Vec<std::sync::Weak<Placement>>>,
     /// The members SWIM has declared dead, for the coordinator's sloppy quorum (kept apart
     /// from the SWIM lock, which every request would otherwise take).
     down: RwLock<HashSet<NodeId>>,
@@ -214,6 +217,7 @@ impl Membership {
             records,
             gainers: Mutex::new((0, Vec::new())),
             persisted_incarnation: Mutex::new(incarnation),
+            retired: Mutex::new(Vec::new()),
             down: RwLock::new(HashSet::new()),
             wake: Notify::new(),
             stop,
@@ -413,22 +417,77 @@ impl Membership {
             transition = ?record.next.as_ref().map(|t| format!("{} {}", t.kind, t.node)),
             "adopted layout"
         );
-        self.coordinator.set_placement(Some(placement));
+        let retired = self.coordinator.set_placement(Some(placement));
         meta_put(self.store(), META_LAYOUT, &record);
         metrics::gauge!("shoal_layout_epoch").set(record.epoch as f64);
         let encoded = rmp_serde::to_vec(&record).expect("a layout record always encodes");
-        let outputs = {
+        {
             let mut swim = self.swim.lock();
             swim.set_user_state(encoded.clone());
             swim.broadcast_user(encoded);
-            let mut meta = swim.meta().clone();
-            meta.seen_epoch = record.epoch;
-            swim.set_meta(meta, self.now())
-        };
-        self.process(outputs);
+        }
+        self.announce_seen(record.epoch, retired);
         self.records.send_replace(Some(record));
         self.wake.notify_one();
         Ok(true)
+    }
+
+    /// Announces `seen_epoch = epoch` once no request that started under an older placement is
+    /// still running here. A gaining node streams a partition once every live node has seen
+    /// the change; a write its coordinator began under the old layout (so sent to the old
+    /// owners only) that landed on the source behind the transfer cursor would otherwise be
+    /// missed. Garage's layout "ack" waits for the same thing. Requests hold their placement
+    /// until they return, so a retired placement still referenced means one is running; the
+    /// wait is bounded by the longest request timeout.
+    fn announce_seen(self: &Arc<Self>, epoch: u64, retired: Option<Arc<Placement>>) {
+        let busy = {
+            let mut waiting = self.retired.lock();
+            if let Some(old) = retired {
+                waiting.push(Arc::downgrade(&old));
+            }
+            waiting.retain(|w| w.strong_count() > 0);
+            !waiting.is_empty()
+        };
+        let set_seen = move |this: &Arc<Self>| {
+            let outputs = {
+                let mut swim = this.swim.lock();
+                let mut meta = swim.meta().clone();
+                if meta.seen_epoch >= epoch {
+                    return;
+                }
+                meta.seen_epoch = epoch;
+                swim.set_meta(meta, this.now())
+            };
+            this.process(outputs);
+        };
+        if !busy {
+            set_seen(self);
+            return;
+        }
+        let this = self.clone();
+        let bound = self.coordinator.config().max_timeout + Duration::from_secs(1);
+        tokio::spawn(async move {
+            let started = Instant::now();
+            loop {
+                let busy = {
+                    let mut waiting = this.retired.lock();
+                    waiting.retain(|w| w.strong_count() > 0);
+                    !waiting.is_empty()
+                };
+                if !busy {
+                    break;
+                }
+                if started.elapsed() > bound {
+                    warn!(
+                        epoch,
+                        "requests begun under an older layout still running; announcing the new one anyway"
+                    );
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            set_seen(&this);
+        });
     }
 
     /// Commits the change in flight once every node that gains data has streamed it in, and
@@ -736,10 +795,16 @@ impl Membership {
             }
             tokio::time::sleep(Duration::from_millis(self.transfer_config.drop_delay_ms)).await;
             let replica = self.coordinator.replica().clone();
+            let (coordinator, me) = (self.coordinator.clone(), self.me.clone());
             let dropped = tokio::task::spawn_blocking(move || {
                 let mut total = 0;
                 for mv in drops {
-                    match replica.drop_range(mv.partition, mv.n_min, mv.n_max) {
+                    // The drop was planned against the layout committed a drop delay ago. A
+                    // change adopted since may give the range back (a leave right after a
+                    // join), and this node must then keep what it streamed in and what dual
+                    // writes sent it: ask the newest placement, key by key.
+                    let still_held = |n: u8| coordinator.placement().is_none_or(|p| p.holds(&me, mv.partition, n));
+                    match replica.drop_range(mv.partition, mv.n_min, mv.n_max, still_held) {
                         Ok(n) => total += n,
                         Err(e) => error!(partition = mv.partition, error = %e, "dropping a partition range"),
                     }

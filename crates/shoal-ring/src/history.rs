@@ -273,6 +273,14 @@ impl Placement {
         }
     }
 
+    /// Whether `node` holds objects of replication factor `n` in partition `p` under this
+    /// placement: it is among the first `n` of the partition's walk in the current layout or,
+    /// while a change is in flight, in the next one (where dual writes and transfers put them).
+    pub fn holds(&self, node: &NodeId, p: PartitionId, n: u8) -> bool {
+        let within = |layout: &Layout| position(layout.walk(p), node) < n as usize;
+        within(&self.current) || self.next.as_deref().is_some_and(within)
+    }
+
     /// The owners in `next` that are not owners in `current`: where a write must also go
     /// while a change is in flight.
     pub fn extra_owners(&self, p: PartitionId, n: usize) -> Vec<NodeId> {
@@ -380,6 +388,39 @@ mod tests {
         assert_eq!(r2.current_epoch, 3);
         assert_eq!(r2.admin_state(&"n4".into()), AdminState::Member);
         assert!(r2.commit().is_none());
+    }
+
+    /// The drop a commit plans is asked again at drop time: when a leave right after a join
+    /// gives a range back, the newest placement says the node still holds it. (Dropping it
+    /// anyway lost acknowledged n=2 writes in the grow-and-shrink test.)
+    #[test]
+    fn a_range_given_back_by_the_next_change_is_still_held() {
+        let r0 = three();
+        let joined = r0.propose(Change::Join(member("n4")), 3).unwrap().commit().unwrap();
+        let (before, after) = (r0.placement().unwrap(), joined.placement().unwrap());
+        let leaving = joined.propose(Change::Leave("n4".into()), 3).unwrap();
+        let in_flight = leaving.placement().unwrap();
+        let mut checked = 0;
+        for node in ["n1", "n2", "n3"].map(NodeId::from) {
+            for mv in moves(&after.current, &before.current, &node, 3) {
+                for n in mv.n_min..=mv.n_max {
+                    assert!(!after.holds(&node, mv.partition, n), "{node} p{} n{n}", mv.partition);
+                    assert!(in_flight.holds(&node, mv.partition, n), "{node} p{} n{n}", mv.partition);
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 0, "the join moved nothing");
+        // Once the leave commits, the three-node layout holds them again.
+        let left = leaving.commit().unwrap().placement().unwrap();
+        assert!(["n1", "n2", "n3"].map(NodeId::from).iter().all(|node| moves(
+            &after.current,
+            &before.current,
+            node,
+            3
+        )
+        .iter()
+        .all(|mv| left.holds(node, mv.partition, mv.n_min))));
     }
 
     #[test]

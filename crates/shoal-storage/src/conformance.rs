@@ -183,7 +183,7 @@ fn replica_tells_its_observer<S: Store>(s: S) {
     let copy = object("n2", b"b");
     r.apply(1, b"k", &copy).unwrap();
     r.apply(1, b"k", &copy).unwrap();
-    r.drop_range(1, 1, 3).unwrap();
+    r.drop_range(1, 1, 3, |_| false).unwrap();
     assert_eq!(
         *log.0.lock().unwrap(),
         vec![
@@ -417,7 +417,10 @@ fn replica_exports_and_drops_by_n<S: Store>(s: S) {
     assert_eq!(keys(&one), order[..1]);
     assert_eq!(more.as_deref(), Some(order[1].as_bytes()));
     assert_eq!(end, None);
-    assert_eq!(r.drop_range(4, 1, 2).unwrap(), 4);
+    // A range the newest placement gives back to this node is kept.
+    assert_eq!(r.drop_range(4, 1, 2, |_| true).unwrap(), 0);
+    assert_eq!(r.drop_range(4, 1, 2, |n| n == 1).unwrap(), with_n(2, 2).len());
+    assert_eq!(r.drop_range(4, 1, 2, |_| false).unwrap(), with_n(1, 1).len());
     let (left, _) = r.export(4, b"", 1, 3, usize::MAX).unwrap();
     assert_eq!(keys(&left), with_n(3, 3));
 }

@@ -294,8 +294,15 @@ impl<S: Store> Replica<S> {
     }
 
     /// Deletes the objects of `partition` whose replication factor is in `n_min..=n_max`: what
-    /// this node no longer holds once a layout change has committed. Returns how many went.
-    pub fn drop_range(&self, partition: u32, n_min: u8, n_max: u8) -> Result<usize, StoreError> {
+    /// this node no longer holds once a layout change has committed. `still_held(n)` is asked
+    /// under each key's lock and keeps the object when it answers true. Returns how many went.
+    pub fn drop_range(
+        &self,
+        partition: u32,
+        n_min: u8,
+        n_max: u8,
+        still_held: impl Fn(u8) -> bool,
+    ) -> Result<usize, StoreError> {
         let mut keys = Vec::new();
         self.store.scan_partition(partition, b"", &mut |key, obj| {
             if (n_min..=n_max).contains(&obj.n) {
@@ -307,9 +314,11 @@ impl<S: Store> Replica<S> {
         for key in keys {
             let _guard = self.lock(&key);
             // Re-read under the lock: a write that raised the object's n since the scan means
-            // this node still holds it.
+            // this node still holds it, and so does a layout change adopted since the drop was
+            // planned that gives the range back to this node (`still_held` asks the newest
+            // placement).
             if let Some(obj) = self.store.get(partition, &key)? {
-                if (n_min..=n_max).contains(&obj.n) {
+                if (n_min..=n_max).contains(&obj.n) && !still_held(obj.n) {
                     self.store.delete(partition, &key)?;
                     self.notify(partition, &key, Some(&obj), None);
                     dropped += 1;
