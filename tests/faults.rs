@@ -171,3 +171,49 @@ async fn read_repair_heals_a_replica_that_missed_writes() {
         assert_eq!(resp.text().await.unwrap(), format!("v{i}"));
     }
 }
+
+/// A node restarted right after `kill -9` is reachable from its peers at once, long before SWIM
+/// could declare it dead (4 s at the earliest with the default probe interval). Its peers'
+/// pooled QUIC connections are to the dead process; the restarted one answers their packets
+/// with a stateless reset (its reset and connection-ID keys are derived from the cluster
+/// secret, so they survive the restart), and the peers re-dial. Regression: with random keys
+/// the restarted node silently dropped the packets and every request to it from a peer timed
+/// out until SWIM declared it dead and the connection was forgotten.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_restarted_after_kill9_is_reachable_at_once() {
+    let mut cluster = TestCluster::start(3, "");
+    let http = http();
+    // Warm every pooled connection, n1's to n3 among them.
+    for i in 0..30 {
+        let resp = http
+            .put(cluster.kv(i % 3, &format!("warm-{i}"), "w=3"))
+            .body("v")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    }
+    cluster.restart(2);
+    // Each request gives up after 1.5 s: a peer still on the dead connection would not make it.
+    for i in 0..30 {
+        let resp = http
+            .get(cluster.kv(i % 2, &format!("warm-{i}"), "r=3&timeout_ms=1500"))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let body = resp.text().await.unwrap();
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "r=3 read {i} through n{} after n3's restart: {body}",
+            i % 2 + 1
+        );
+    }
+    let st = cluster.status(0).await.unwrap();
+    assert_eq!(
+        liveness_of(&st, "n3").as_deref(),
+        Some("alive"),
+        "n1 must not have needed to declare n3 dead: {st}"
+    );
+}

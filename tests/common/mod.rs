@@ -99,6 +99,20 @@ impl TestCluster {
     /// the rest have configs with no members (they join later with `shoal admin join`) and
     /// are started with [`TestCluster::spawn`].
     pub fn start_with(size: usize, founders: usize, extra: &str) -> TestCluster {
+        let mut cluster = Self::prepare(size, founders, extra);
+        for i in 0..founders {
+            cluster.spawn(i);
+        }
+        for i in 0..founders {
+            cluster.wait_ready(i);
+        }
+        cluster
+    }
+
+    /// Certificates, ports and configs for `size` nodes, the first `founders` of which form
+    /// the cluster, with nothing started: for tests that prepare a node's data directory (a
+    /// tmpfs mount, say) first.
+    pub fn prepare(size: usize, founders: usize, extra: &str) -> TestCluster {
         let dir = tempfile::tempdir().unwrap();
         let certs = dir.path().join("certs");
         let certs_s = certs.to_str().unwrap();
@@ -151,14 +165,7 @@ impl TestCluster {
             );
             std::fs::write(&n.config, config).unwrap();
         }
-        let mut cluster = TestCluster { dir, nodes };
-        for i in 0..founders {
-            cluster.spawn(i);
-        }
-        for i in 0..founders {
-            cluster.wait_ready(i);
-        }
-        cluster
+        TestCluster { dir, nodes }
     }
 
     pub fn certs(&self) -> PathBuf {
@@ -174,7 +181,10 @@ impl TestCluster {
             .unwrap();
         let child = Command::new(SHOAL)
             .args(["serve", "--config", node.config.to_str().unwrap()])
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("SHOAL_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -351,6 +361,23 @@ impl Drop for TestCluster {
                 let _ = Command::new("kill").args(["-CONT", &c.id().to_string()]).status();
                 let _ = c.kill();
                 let _ = c.wait();
+            }
+        }
+        // A failed test keeps its nodes' logs (not their data) for the post-mortem.
+        if std::thread::panicking() {
+            let name = self
+                .dir
+                .path()
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            let keep = std::env::temp_dir().join(format!("shoal-failed-{name}"));
+            if std::fs::create_dir_all(&keep).is_ok() {
+                for n in &self.nodes {
+                    let _ = std::fs::copy(&n.log, keep.join(format!("{}.log", n.id)));
+                }
+                eprintln!("node logs kept in {}", keep.display());
             }
         }
     }

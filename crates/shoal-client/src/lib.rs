@@ -188,7 +188,7 @@ impl Client {
                 .parse()
                 .map_err(|_| ClientError::Endpoint(endpoint.to_string()))?;
             let (mut ep, _) =
-                shoal_net::bind_endpoint(bind, None).map_err(|e| ClientError::Transport(e.to_string()))?;
+                shoal_net::bind_endpoint(bind, None, None).map_err(|e| ClientError::Transport(e.to_string()))?;
             ep.set_default_client_config(quic);
             let pool = shoal_net::Pool::new(ep, shoal_net::SERVER_NAME, tuning.max_frame_bytes);
             return Ok(Client {

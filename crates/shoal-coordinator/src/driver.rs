@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use shoal_handoff::Hints;
 use shoal_pbs::{Leg, LegLog, Profile};
 use shoal_ring::{Layout, NodeId, Placement};
-use shoal_storage::{Object, Replica, ReplicaError, Store, Value};
+use shoal_storage::{Object, Replica, ReplicaError, Store, StoreError, Value};
 use shoal_version::{VersionError, VersionVector};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -151,6 +151,10 @@ pub enum CoordError {
     },
     #[error("storage failure: {0}")]
     Storage(String),
+    /// This node's data directory is under `storage.min_free_bytes`: its own replica cannot
+    /// take the write. Reads still work.
+    #[error("insufficient storage: {free} bytes free in this node's data directory, under the limit storage.min_free_bytes = {limit}; writes are refused until space is freed")]
+    DiskFull { free: u64, limit: u64 },
 }
 
 impl From<ParamError> for CoordError {
@@ -171,6 +175,7 @@ impl From<ReplicaError> for CoordError {
             ReplicaError::ObjectTooLarge { size, limit, context } => {
                 CoordError::ObjectTooLarge { size, limit, context }
             }
+            ReplicaError::Store(StoreError::DiskFull { free, limit }) => CoordError::DiskFull { free, limit },
             other => CoordError::Storage(other.to_string()),
         }
     }
@@ -439,9 +444,10 @@ impl<S: Store, T: Transport> Coordinator<S, T> {
     }
 
     /// Switch layouts (membership does this when the gossiped layout record changes). Requests
-    /// already running finish with the placement they started with.
-    pub fn set_placement(&self, placement: Option<Placement>) {
-        *self.placement.write() = placement.map(Arc::new);
+    /// already running finish with the placement they started with; each holds it until it
+    /// returns, so the one handed back here is still referenced while any of them runs.
+    pub fn set_placement(&self, placement: Option<Placement>) -> Option<Arc<Placement>> {
+        std::mem::replace(&mut *self.placement.write(), placement.map(Arc::new))
     }
 
     fn placed(&self, op: &str) -> Result<Arc<Placement>, CoordError> {

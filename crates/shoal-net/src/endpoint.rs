@@ -33,18 +33,35 @@ pub const UDP_BUFFER_BYTES: usize = 4 << 20;
 /// Bind a QUIC endpoint on `addr` (a server when `server` is given) with
 /// [`UDP_BUFFER_BYTES`] socket buffers. Returns the endpoint and the receive buffer the kernel
 /// granted, which `net.core.rmem_max` caps unless the process may force it (CAP_NET_ADMIN).
+///
+/// `reset_key` keys QUIC's stateless resets (RFC 9000 §10.3). A server should pass a key that
+/// survives its restarts: a peer still holding a connection to the process before a `kill -9`
+/// then gets a valid reset for its first packet and re-dials at once. With a random key (the
+/// default, `None`) the restarted node cannot prove the old connection dead, and the peer's
+/// requests on it time out until the idle timeout closes it.
 pub fn bind_endpoint(
     addr: SocketAddr,
     server: Option<quinn::ServerConfig>,
+    reset_key: Option<&[u8]>,
 ) -> std::io::Result<(quinn::Endpoint, usize)> {
     let socket = std::net::UdpSocket::bind(addr)?;
     let granted = grow_buffers(&socket, UDP_BUFFER_BYTES);
-    let endpoint = quinn::Endpoint::new(
-        quinn::EndpointConfig::default(),
-        server,
-        socket,
-        Arc::new(quinn::TokioRuntime),
-    )?;
+    let config = match reset_key {
+        Some(key) => {
+            let mut config = quinn::EndpointConfig::new(Arc::new(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key)));
+            // quinn's connection IDs carry a keyed check, and an endpoint drops packets whose
+            // ID fails it without a reset; the restarted endpoint must accept its
+            // predecessor's IDs, so that key is stable too (derived from the reset key).
+            let digest = ring::digest::digest(&ring::digest::SHA256, key);
+            let mut cid_key = [0u8; 8];
+            cid_key.copy_from_slice(&digest.as_ref()[..8]);
+            let cid_key = u64::from_le_bytes(cid_key);
+            config.cid_generator(move || Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key)));
+            config
+        }
+        None => quinn::EndpointConfig::default(),
+    };
+    let endpoint = quinn::Endpoint::new(config, server, socket, Arc::new(quinn::TokioRuntime))?;
     Ok((endpoint, granted))
 }
 

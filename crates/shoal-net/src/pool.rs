@@ -25,6 +25,20 @@ pub enum NetError {
 
 type Slot = Arc<AsyncMutex<Option<quinn::Connection>>>;
 
+/// A failed exchange, and whether the request may have left (so may have been acted on).
+enum Sent {
+    No(NetError),
+    Yes(NetError),
+}
+
+impl Sent {
+    fn into_inner(self) -> NetError {
+        match self {
+            Sent::No(e) | Sent::Yes(e) => e,
+        }
+    }
+}
+
 /// A pool of QUIC connections, one per remote address. Concurrent requests to the same peer
 /// share its connection (each on its own stream); a dead connection is replaced on next use.
 pub struct Pool {
@@ -103,27 +117,44 @@ impl Pool {
         Resp: DeserializeOwned,
     {
         let conn = self.connection(addr, false).await?;
-        // A cached connection may be dead (the peer restarted) before quinn notices: retry once
-        // on a fresh one. Safe because every Shoal request is idempotent (merges are joins).
-        let (mut send, mut recv) = match conn.open_bi().await {
-            Ok(s) => s,
-            Err(_) => self
-                .connection(addr, true)
-                .await?
-                .open_bi()
-                .await
-                .map_err(|e| NetError::Connection {
-                    addr,
-                    reason: e.to_string(),
-                })?,
-        };
-        let frame_err = |error| NetError::Frame { addr, error };
+        match self.exchange_on(&conn, addr, env).await {
+            // The pooled connection had closed before the stream opened: nothing was sent.
+            Err(Sent::No(_)) => {}
+            // A stateless reset: the peer restarted since this connection was made, and the
+            // new process never saw the request. Send it once more on a fresh connection.
+            Err(Sent::Yes(_)) if matches!(conn.close_reason(), Some(quinn::ConnectionError::Reset)) => {}
+            Err(Sent::Yes(e)) => return Err(e),
+            Ok(resp) => return Ok(resp),
+        }
+        let conn = self.connection(addr, true).await?;
+        self.exchange_on(&conn, addr, env).await.map_err(Sent::into_inner)
+    }
+
+    async fn exchange_on<Req, Resp>(
+        &self,
+        conn: &quinn::Connection,
+        addr: SocketAddr,
+        env: &Envelope<Req>,
+    ) -> Result<Resp, Sent>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+    {
+        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| {
+            Sent::No(NetError::Connection {
+                addr,
+                reason: e.to_string(),
+            })
+        })?;
+        let frame_err = |error| Sent::Yes(NetError::Frame { addr, error });
         write_frame(&mut send, env, self.max_frame_bytes)
             .await
             .map_err(frame_err)?;
-        send.finish().map_err(|e| NetError::Connection {
-            addr,
-            reason: e.to_string(),
+        send.finish().map_err(|e| {
+            Sent::Yes(NetError::Connection {
+                addr,
+                reason: e.to_string(),
+            })
         })?;
         let resp: Envelope<Resp> = read_frame(&mut recv, self.max_frame_bytes).await.map_err(frame_err)?;
         Ok(resp.body)

@@ -64,6 +64,11 @@ impl Admission {
         })
     }
 
+    /// Requests in flight over every client: shutdown waits for this to reach zero.
+    pub fn inflight(&self) -> u64 {
+        self.clients.lock().values().map(|c| u64::from(c.inflight)).sum()
+    }
+
     /// Count a new connection from `ip`, or refuse it past `max_connections_per_client`.
     pub fn connection(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, ApiError> {
         self.acquire(ip, true)

@@ -241,6 +241,9 @@ impl Api {
                 ..ApiError::new(413, "object_too_large", message).with_limit("max_object_bytes", limit as u64)
             },
             CoordError::Storage(_) => ApiError::new(500, "storage_error", message),
+            CoordError::DiskFull { limit, .. } => {
+                ApiError::new(507, "insufficient_storage", message).with_limit("min_free_bytes", limit)
+            }
         }
     }
 }

@@ -236,6 +236,9 @@ pub struct StorageSection {
     /// writes are not fsynced and data mostly fits in memory) or `pool`, tokio's blocking pool
     /// (required with `sync_writes`).
     pub execution: StorageExecution,
+    /// Refuse writes (`507 insufficient_storage`) while the data directory's filesystem has
+    /// less than this many bytes available, before RocksDB itself runs out; 0 turns it off.
+    pub min_free_bytes: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -300,6 +303,7 @@ impl Default for NodeConfig {
                 sync_writes: false,
                 block_cache_mb: 64,
                 execution: StorageExecution::Inline,
+                min_free_bytes: 128 << 20,
             },
             swim: SwimSection {
                 probe_interval_ms: 1000,

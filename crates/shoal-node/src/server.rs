@@ -34,6 +34,8 @@ pub const DEFAULT_T_MS: [f64; 11] = [0.0, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0
 
 /// How long shutdown waits for peers to confirm the QUIC close.
 const SHUTDOWN_DRAIN: Duration = Duration::from_secs(2);
+/// How long shutdown waits for QUIC client requests in flight to finish.
+const CLIENT_DRAIN: Duration = Duration::from_secs(5);
 
 /// `GET /v1/admin/consistency` parameters.
 #[derive(Debug, Default, serde::Deserialize)]
@@ -288,6 +290,16 @@ impl NodeShared {
     }
 }
 
+/// The key of an endpoint's QUIC stateless resets: the same across this node's restarts (so a
+/// peer's connection to the process before a crash is reset at its first packet, see
+/// `shoal_net::bind_endpoint`), different per node and port, and unknowable without the
+/// cluster secret.
+fn reset_key(secret: &[u8], node: &impl std::fmt::Display, port: &str) -> Vec<u8> {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
+    let tag = ring::hmac::sign(&key, format!("shoal quic stateless reset\0{node}\0{port}").as_bytes());
+    tag.as_ref().to_vec()
+}
+
 fn read_secret(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     let text = std::fs::read_to_string(path).with_context(|| {
         format!(
@@ -329,6 +341,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
     let rocks_opts = RocksOptions {
         sync_writes: config.storage.sync_writes,
         block_cache_bytes: config.storage.block_cache_mb << 20,
+        min_free_bytes: (config.storage.min_free_bytes > 0).then_some(config.storage.min_free_bytes),
     };
     let store = {
         let p = db_path.clone();
@@ -387,9 +400,12 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
         max_frame_bytes: config.limits.max_frame_bytes,
         ..Default::default()
     };
+    let secret = read_secret(&config.cluster.secret_file)?;
     let peer_server = tuning.server_config(tls::peer_server_config(&tls_files)?)?;
-    let (mut peer_endpoint, granted) = shoal_net::bind_endpoint(config.listen.peer, Some(peer_server))
-        .with_context(|| format!("binding the peer port {}", config.listen.peer))?;
+    let peer_reset = reset_key(&secret, &me, "peer");
+    let (mut peer_endpoint, granted) =
+        shoal_net::bind_endpoint(config.listen.peer, Some(peer_server), Some(&peer_reset))
+            .with_context(|| format!("binding the peer port {}", config.listen.peer))?;
     // Linux reports twice the buffer it accounts for; less than asked means rmem_max capped it.
     if granted < shoal_net::UDP_BUFFER_BYTES {
         warn!(
@@ -465,7 +481,21 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
             Arc::new(Throttle::new(config.antientropy.max_mb_per_sec)),
         ));
     }
-    let codec = ContextCodec::new(&read_secret(&config.cluster.secret_file)?);
+    if let Some(space) = store.space().cloned() {
+        // Writes re-read the free space themselves; this keeps the gauges (and the way back
+        // out of a full disk) current while none arrive.
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                space.refresh();
+                let (free, full) = space.state();
+                metrics::gauge!("shoal_disk_free_bytes").set(free as f64);
+                metrics::gauge!("shoal_disk_full").set(if full { 1.0 } else { 0.0 });
+            }
+        });
+    }
+    let codec = ContextCodec::new(&secret);
     let api = Arc::new(Api::new(
         coordinator.clone(),
         codec,
@@ -485,14 +515,15 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
         tuning.clone(),
     ));
     let client_server = tuning.server_config(tls::client_api_server_config(&tls_files)?)?;
-    let (client_endpoint, _) = shoal_net::bind_endpoint(config.listen.quic, Some(client_server))
+    let client_reset = reset_key(&secret, &me, "client");
+    let (client_endpoint, _) = shoal_net::bind_endpoint(config.listen.quic, Some(client_server), Some(&client_reset))
         .with_context(|| format!("binding the client QUIC port {}", config.listen.quic))?;
     tokio::spawn(shoal_net::serve(
         client_endpoint.clone(),
         Arc::new(ClientService {
             api: api.clone(),
             auth: auth.clone(),
-            limits: quic_admission,
+            limits: quic_admission.clone(),
         }),
         tuning,
     ));
@@ -531,6 +562,13 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
         })
         .await
         .context("serving HTTP")?;
+    // HTTP requests in flight have finished (axum's graceful shutdown). The QUIC client API
+    // takes no new connections, and its requests in flight get CLIENT_DRAIN to finish.
+    client_endpoint.set_server_config(None);
+    let draining = std::time::Instant::now();
+    while quic_admission.inflight() > 0 && draining.elapsed() < CLIENT_DRAIN {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     info!(node = %me, "shutting down: closing QUIC endpoints");
     client_endpoint.close(0u32.into(), b"shutdown");
     peer_endpoint.close(0u32.into(), b"shutdown");
@@ -542,6 +580,16 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
         .is_err()
     {
         info!(node = %me, "shutdown: some peers did not confirm the close within {SHUTDOWN_DRAIN:?}; exiting anyway");
+    }
+    // Everything acknowledged is in the WAL already; flushing the memtables spares the next
+    // start a WAL replay. Hints stay in their column family for delivery after the restart.
+    let flushed = tokio::task::spawn_blocking(move || store.flush()).await;
+    match flushed {
+        Ok(Ok(())) => info!(node = %me, "shutdown: storage flushed"),
+        Ok(Err(e)) => {
+            warn!(node = %me, error = %e, "shutdown: could not flush storage (the WAL still has every write)")
+        }
+        Err(e) => warn!(node = %me, error = %e, "shutdown: the storage flush did not run"),
     }
     Ok(())
 }

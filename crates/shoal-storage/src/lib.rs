@@ -10,12 +10,17 @@
 //! - `Store::put` returns only once the write is in RocksDB's write-ahead log (and fsynced when
 //!   `sync_writes` is on), so an acknowledged write survives `kill -9`.
 //!
+//! - Object and hint writes are refused with [`StoreError::DiskFull`] while the data
+//!   directory's filesystem is under `min_free_bytes` ([`SpaceGuard`]), before RocksDB itself
+//!   would run out of space.
+//!
 //! Every method here blocks. Async callers run them on a blocking pool, never on the reactor.
 
 mod memory;
 mod object;
 mod replica;
 mod rocks;
+mod space;
 mod store;
 
 #[cfg(test)]
@@ -25,4 +30,5 @@ pub use memory::MemoryStore;
 pub use object::{Object, Value, OBJECT_FORMAT_VERSION};
 pub use replica::{unix_ms, Export, Replica, ReplicaError, ReplicaLimits, ReplicaObserver};
 pub use rocks::{RocksOptions, RocksStore};
+pub use space::{FreeSpace, SpaceGuard, Statvfs};
 pub use store::{segment_of, HintVisit, Store, StoreError, SEGMENTS};

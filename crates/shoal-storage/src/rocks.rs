@@ -4,10 +4,12 @@
 //! own, keyed by intended owner.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteOptions, DB};
 
 use crate::object::Object;
+use crate::space::SpaceGuard;
 use crate::store::{
     hint_key, hint_prefix, hint_start, object_key, scan_start, segment_prefix, visit_hint, HintVisit, Store, StoreError,
 };
@@ -31,6 +33,9 @@ pub struct RocksOptions {
     pub sync_writes: bool,
     /// Block cache size in bytes.
     pub block_cache_bytes: usize,
+    /// Refuse object and hint writes while the filesystem has less than this many bytes
+    /// available (see [`SpaceGuard`]); `None`: never.
+    pub min_free_bytes: Option<u64>,
 }
 
 impl Default for RocksOptions {
@@ -38,6 +43,7 @@ impl Default for RocksOptions {
         Self {
             sync_writes: false,
             block_cache_bytes: 64 << 20,
+            min_free_bytes: None,
         }
     }
 }
@@ -45,6 +51,7 @@ impl Default for RocksOptions {
 pub struct RocksStore {
     db: DB,
     sync_writes: bool,
+    space: Option<Arc<SpaceGuard>>,
 }
 
 fn engine(e: rocksdb::Error) -> StoreError {
@@ -72,6 +79,9 @@ impl RocksStore {
         let store = Self {
             db,
             sync_writes: options.sync_writes,
+            space: options
+                .min_free_bytes
+                .map(|min| Arc::new(SpaceGuard::for_dir(path, min))),
         };
         store.check_format()?;
         Ok(store)
@@ -95,6 +105,25 @@ impl RocksStore {
                 self.put_meta(META_FORMAT, &[KEY_FORMAT])
             }
         }
+    }
+
+    /// Writes every column family's memtable to disk and syncs the WAL (at shutdown, so the
+    /// next start replays nothing).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush_wal(true).map_err(engine)?;
+        for name in [CF_OBJECTS, CF_META, CF_HINTS] {
+            self.db.flush_cf(self.cf(name)?).map_err(engine)?;
+        }
+        Ok(())
+    }
+
+    /// The disk-full guard, when `min_free_bytes` was set.
+    pub fn space(&self) -> Option<&Arc<SpaceGuard>> {
+        self.space.as_ref()
+    }
+
+    fn check_space(&self) -> Result<(), StoreError> {
+        self.space.as_ref().map_or(Ok(()), |s| s.check())
     }
 
     fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily, StoreError> {
@@ -148,6 +177,7 @@ impl Store for RocksStore {
     }
 
     fn put(&self, partition: u32, key: &[u8], object: &Object) -> Result<(), StoreError> {
+        self.check_space()?;
         let cf = self.objects()?;
         self.db
             .put_cf_opt(cf, object_key(partition, key), object.encode(), &self.write_options())
@@ -200,6 +230,7 @@ impl Store for RocksStore {
     }
 
     fn hint_put(&self, owner: &str, partition: u32, key: &[u8], record: &[u8]) -> Result<(), StoreError> {
+        self.check_space()?;
         self.db
             .put_cf_opt(
                 self.hints()?,

@@ -8,6 +8,9 @@ pub enum StoreError {
     Engine(String),
     #[error("corrupt record: {0}")]
     Corrupt(String),
+    /// The data directory's filesystem is nearly full (see [`crate::SpaceGuard`]).
+    #[error("disk full: {free} bytes free in the data directory, under the limit storage.min_free_bytes = {limit}; writes are refused until space is freed")]
+    DiskFull { free: u64, limit: u64 },
 }
 
 /// How many Merkle segments a partition's keys fall into. Objects are stored in segment order
