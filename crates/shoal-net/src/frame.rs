@@ -36,14 +36,7 @@ where
     W: AsyncWrite + Unpin,
     T: Serialize,
 {
-    let mut buf = Vec::with_capacity(256);
-    buf.extend_from_slice(&[0, 0, 0, 0, FRAME_FORMAT_VERSION]);
-    rmp_serde::encode::write_named(&mut buf, msg).map_err(|e| FrameError::Decode(e.to_string()))?;
-    let len = buf.len() - 4;
-    if len > limit {
-        return Err(FrameError::TooLarge { len, limit });
-    }
-    buf[..4].copy_from_slice(&(len as u32).to_be_bytes());
+    let buf = encode_frame(msg, limit)?;
     w.write_all(&buf).await.map_err(|e| FrameError::Io(e.to_string()))
 }
 
@@ -69,10 +62,45 @@ where
         std::io::ErrorKind::UnexpectedEof => FrameError::Truncated,
         _ => FrameError::Io(e.to_string()),
     })?;
-    if buf[0] != FRAME_FORMAT_VERSION {
-        return Err(FrameError::BadVersion(buf[0]));
+    decode_body(&buf)
+}
+
+/// Decodes a frame's body (the bytes after the length): the version byte and the envelope.
+pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<Envelope<T>, FrameError> {
+    match body.first() {
+        None => Err(FrameError::Empty),
+        Some(&FRAME_FORMAT_VERSION) => rmp_serde::from_slice(&body[1..]).map_err(|e| FrameError::Decode(e.to_string())),
+        Some(&v) => Err(FrameError::BadVersion(v)),
     }
-    rmp_serde::from_slice(&buf[1..]).map_err(|e| FrameError::Decode(e.to_string()))
+}
+
+/// Decodes one whole frame held in memory, length prefix included, as [`read_frame`] would
+/// read it off a stream: for tests and the fuzz targets.
+pub fn decode_frame<T: DeserializeOwned>(frame: &[u8], limit: usize) -> Result<Envelope<T>, FrameError> {
+    let Some((len, body)) = frame.split_first_chunk::<4>() else {
+        return Err(FrameError::Truncated);
+    };
+    let len = u32::from_be_bytes(*len) as usize;
+    if len > limit {
+        return Err(FrameError::TooLarge { len, limit });
+    }
+    if len == 0 {
+        return Err(FrameError::Empty);
+    }
+    decode_body(body.get(..len).ok_or(FrameError::Truncated)?)
+}
+
+/// Encodes a frame in memory, length prefix included (what [`write_frame`] writes).
+pub fn encode_frame<T: Serialize>(msg: &Envelope<T>, limit: usize) -> Result<Vec<u8>, FrameError> {
+    let mut buf = Vec::with_capacity(256);
+    buf.extend_from_slice(&[0, 0, 0, 0, FRAME_FORMAT_VERSION]);
+    rmp_serde::encode::write_named(&mut buf, msg).map_err(|e| FrameError::Decode(e.to_string()))?;
+    let len = buf.len() - 4;
+    if len > limit {
+        return Err(FrameError::TooLarge { len, limit });
+    }
+    buf[..4].copy_from_slice(&(len as u32).to_be_bytes());
+    Ok(buf)
 }
 
 #[cfg(test)]

@@ -199,14 +199,15 @@ fn percent_decode(s: &str) -> Result<Vec<u8>, ApiError> {
 /// Query parameters of a kv request, parsed by hand so every mistake gets a JSON 400 naming
 /// the parameter rather than a framework's plain-text rejection.
 #[derive(Default)]
-struct KvParams {
+pub struct KvParams {
     n: Option<u8>,
     quorum: Option<u8>,
     timeout_ms: Option<u32>,
     sloppy: Option<bool>,
 }
 
-fn parse_params(query: Option<&str>, quorum_name: &'static str) -> Result<KvParams, ApiError> {
+/// Public for the `http_params` fuzz target.
+pub fn parse_params(query: Option<&str>, quorum_name: &'static str) -> Result<KvParams, ApiError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or(""))
         .map_err(|e| ApiError::new(400, "invalid_parameter", format!("unreadable query string: {e}")))?;
     let mut p = KvParams::default();
