@@ -5,6 +5,8 @@
 #   kubernetes     kubernetes/validate.sh: the manifests against the API schemas
 #   k8s-start      kubernetes/test-start-script.sh: the StatefulSet's start script, for real
 #   systemd        systemd/verify.sh: the unit (systemd-analyze) and the sample configuration
+#   grafana        grafana/check.sh: the dashboard's JSON, and its metrics against the catalogue in
+#                  docs/operations.md and the metrics the code emits (jq and grep; no build)
 #   compose        test-compose.sh: the compose cluster on the Docker engine; SKIPPED without one
 #   dockerfile-runtime  test-dockerfile-runtime.sh: deploy/Dockerfile's runtime stage built on a
 #                  Debian base made with mmdebstrap, then the compose test and the StatefulSet's
@@ -66,6 +68,7 @@ run scripts shellcheck_check
 run kubernetes "$here/kubernetes/validate.sh"
 run k8s-start "$here/kubernetes/test-start-script.sh"
 run systemd "$here/systemd/verify.sh"
+run grafana "$here/grafana/check.sh"
 run compose "$here/test-compose.sh"
 if [ "${SHOAL_DEPLOY_SKIP_DOCKERFILE:-0}" = 1 ]; then
     echo
