@@ -72,6 +72,9 @@ pub async fn anti_entropy(
             continue;
         }
         let layout = placement.current.clone();
+        // Only requests may hold a placement for long: a layout change announces itself
+        // once the replaced placement is no longer referenced (see `Membership::announce_seen`).
+        drop(placement);
         // The trees to exchange: every one this node holds, and, for the default n, every
         // partition it replicates even if it holds nothing there yet (a node that lost its
         // disk or missed every write must ask, not only wait to be told).
