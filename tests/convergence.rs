@@ -424,3 +424,127 @@ async fn deleted_keys_never_come_back_and_their_tombstones_go() {
         }
     }
 }
+
+/// Hints held for a node that is then removed from the layout go to the keys' replicas in the
+/// new layout, instead of waiting out the hint window (3 h) to be dropped. Written with n=2,
+/// w=2 while n4 is dead, the keys n4 owned are acknowledged through a hinted copy on a
+/// fallback; after `shoal admin remove n4` every such hint is handed on, and every key ends up
+/// on exactly its new preference list (the transfer streams it from the surviving replica;
+/// the hint adds nothing but must put nothing on a node that does not own the key). A hint
+/// can be the only copy of an acknowledged write when the surviving replica fails too.
+#[tokio::test(flavor = "multi_thread")]
+async fn hints_for_a_removed_node_reach_the_new_owners() {
+    let config = format!("{FAST_SWIM}\n[antientropy]\nenabled = false\n");
+    let mut cluster = TestCluster::start(4, &config);
+    let all: Vec<String> = (1..=4).map(|i| format!("n{i}")).collect();
+    let met = eventually(Duration::from_secs(30), || async {
+        for i in 0..4 {
+            let s = cluster.status(i).await?;
+            if !all.iter().all(|id| liveness_of(&s, id).as_deref() == Some("alive")) {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+    assert!(met.is_some(), "the four nodes did not all see each other alive");
+    cluster.kill9(3);
+    wait_dead(&cluster, &[0, 1, 2], &[3]).await;
+
+    let http = http();
+    let (mut keys, mut hinted) = (Vec::new(), 0);
+    for i in 0..600 {
+        let key = format!("gone-{i}");
+        let resp = http
+            .put(cluster.kv(i % 3, &key, "n=2&w=2"))
+            .body(format!("value-{i}"))
+            .send()
+            .await
+            .unwrap();
+        let hint = resp.headers().get("x-shoal-hinted-acks").cloned();
+        let status = resp.status();
+        assert_eq!(
+            status,
+            StatusCode::NO_CONTENT,
+            "write {key}: {}",
+            resp.text().await.unwrap()
+        );
+        if hint.is_some_and(|v| v != "0") {
+            hinted += 1;
+        }
+        keys.push((key, i));
+    }
+    let mut held = 0;
+    for i in 0..3 {
+        held += hints_pending(&aae(&cluster, i).await.unwrap());
+    }
+    assert!(
+        hinted > 0 && held > 0,
+        "writes to n4's keys must have left hints ({hinted}, {held})"
+    );
+
+    let out = run_shoal(&[
+        "admin",
+        "remove",
+        "n4",
+        "--endpoint",
+        &format!("http://{}", cluster.nodes[0].http),
+    ]);
+    assert!(
+        out.status.success(),
+        "remove n4: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let started = Instant::now();
+    let delivered = eventually(Duration::from_secs(60), || async {
+        let mut left = 0;
+        for i in 0..3 {
+            left += hints_pending(&aae(&cluster, i).await?);
+        }
+        (left == 0).then_some(())
+    })
+    .await;
+    assert!(
+        delivered.is_some(),
+        "the hints held for the removed n4 were not handed on"
+    );
+    let drained = started.elapsed();
+    for (key, i) in &keys {
+        let resp = http.get(cluster.kv(i % 3, key, "n=2&r=2")).send().await.unwrap();
+        assert_eq!(
+            resp.status(),
+            StatusCode::OK,
+            "acknowledged {key} lost with n4's removal"
+        );
+        assert_eq!(resp.text().await.unwrap(), format!("value-{i}"));
+    }
+    // Past the drop delay, count the copies on each stopped node's disk.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for i in 0..3 {
+        cluster.stop(i);
+    }
+    let layout = layout_of(3);
+    let mut holders: HashMap<String, Vec<String>> = HashMap::new();
+    for i in 0..3 {
+        for (key, _, _) in cluster.inspect(i) {
+            holders.entry(key).or_default().push(cluster.nodes[i].id.clone());
+        }
+    }
+    for (key, _) in &keys {
+        let mut want: Vec<String> = layout
+            .preference_list(layout.partition_of(key.as_bytes()), 2)
+            .iter()
+            .map(|id| id.to_string())
+            .collect();
+        want.sort();
+        let mut have = holders.get(key).cloned().unwrap_or_default();
+        have.sort();
+        assert_eq!(have, want, "{key} is on {have:?}, its preference list is {want:?}");
+    }
+    eprintln!(
+        "{hinted} of 600 writes (n=2, w=2) left {held} hints for the dead n4; after its removal all were handed on \
+         within {:.1} s, and every key is on exactly its 2 new replicas",
+        drained.as_secs_f64()
+    );
+}

@@ -276,7 +276,8 @@ impl<S: Store> Hints<S> {
 
 /// Where hints go: the node's view of liveness and its peer transport.
 pub trait Deliver: Send + Sync + 'static {
-    /// Whether `owner` is alive (per SWIM) and still a member, so delivery should be tried.
+    /// Whether delivery for `owner` should be tried now: it is alive (per SWIM) and a member, or
+    /// it has left the layout and its hints go to the keys' current replicas instead.
     fn ready(&self, owner: &str) -> bool;
     /// Merge these copies into `owner`'s replica; `Ok` once it has stored all of them.
     fn deliver(&self, owner: &str, objects: Vec<(Bytes, Object)>) -> impl Future<Output = Result<(), String>> + Send;

@@ -2,6 +2,7 @@
 //! with tombstone GC. The mechanisms live in `shoal-handoff` and `shoal-antientropy`; this
 //! module decides when and with whom, from SWIM liveness and the layout.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,19 +28,56 @@ pub struct HintTarget {
 impl Deliver for HintTarget {
     fn ready(&self, owner: &str) -> bool {
         let id = NodeId::from(owner);
-        // A node that left the layout gets nothing: its hints age out and anti-entropy keeps
-        // the remaining replicas whole.
-        let member = self.coordinator.layout().is_some_and(|l| l.member(&id).is_some());
-        member && self.membership.is_alive(&id)
+        match self.coordinator.placement() {
+            None => false,
+            Some(p) if p.current.member(&id).is_some() => self.membership.is_alive(&id),
+            // An owner that has left the layout (a leave or a remove): its hints go to the
+            // keys' owners now, as Riak hands a fallback vnode's data to the vnode's current
+            // owner, once no change is in flight to move them again.
+            Some(p) => p.next.is_none(),
+        }
     }
 
     async fn deliver(&self, owner: &str, objects: Vec<(Bytes, Object)>) -> Result<(), String> {
+        let id = NodeId::from(owner);
+        let layout = self
+            .coordinator
+            .layout()
+            .ok_or_else(|| "this node has not joined a cluster yet".to_string())?;
+        if layout.member(&id).is_some() {
+            return self.merge_into(&id, objects).await;
+        }
+        // The intended owner is gone. The copy may be the only one of an acknowledged write
+        // (a sloppy write with n=1, or one whose other replicas have failed since), and the
+        // transfer that moved the owner's ranges could not stream it from a dead node: give it
+        // to every replica the key has now. Merges are joins, so a replica that already holds
+        // it is unchanged.
+        let mut by_node: BTreeMap<NodeId, Vec<(Bytes, Object)>> = BTreeMap::new();
+        for (key, object) in objects {
+            let partition = layout.partition_of(&key);
+            for node in layout.preference_list(partition, object.n as usize) {
+                by_node
+                    .entry(node.clone())
+                    .or_default()
+                    .push((key.clone(), object.clone()));
+            }
+        }
+        for (node, batch) in by_node {
+            if node == *self.coordinator.me() {
+                self.coordinator.apply_batch(batch).await?;
+            } else {
+                self.merge_into(&node, batch).await?;
+            }
+        }
+        debug!(owner, "handed a departed owner's hints to the keys' current replicas");
+        Ok(())
+    }
+}
+
+impl HintTarget {
+    async fn merge_into(&self, node: &NodeId, objects: Vec<(Bytes, Object)>) -> Result<(), String> {
         let req = PeerRequest::Merge { objects };
-        match self
-            .transport
-            .call(&NodeId::from(owner), req, Duration::from_secs(30))
-            .await?
-        {
+        match self.transport.call(node, req, Duration::from_secs(30)).await? {
             PeerResponse::Stored => Ok(()),
             other => Err(unexpected(other)),
         }
