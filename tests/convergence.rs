@@ -5,31 +5,15 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
 use reqwest::StatusCode;
-use shoal_ring::{Layout, LayoutRecord, Member, NodeId, RingConfig};
 
 /// Fast SWIM (dead within a few seconds) for every test here.
 const FAST_SWIM: &str = "[swim]\nprobe_interval_ms = 500\nprobe_timeout_ms = 200\npush_pull_interval_ms = 5000\n";
-
-fn layout_of(size: usize) -> Arc<Layout> {
-    let members = (1..=size)
-        .map(|i| Member {
-            id: NodeId::new(format!("n{i}")),
-            zone: "default".into(),
-            weight: 1,
-        })
-        .collect();
-    LayoutRecord::bootstrap(members, RingConfig::default())
-        .unwrap()
-        .placement()
-        .unwrap()
-        .current
-}
 
 async fn aae(cluster: &TestCluster, i: usize) -> Option<serde_json::Value> {
     cluster.get_json(i, "/v1/admin/aae").await
@@ -131,18 +115,7 @@ async fn hints_bring_restarted_nodes_their_copies() {
     let config = format!("{FAST_SWIM}\n[antientropy]\nenabled = false\n");
     let mut cluster = TestCluster::start(5, &config);
     // Every node must know every other before two die, or SWIM has nobody to declare dead.
-    let all: Vec<String> = (1..=5).map(|i| format!("n{i}")).collect();
-    let met = eventually(Duration::from_secs(30), || async {
-        for i in 0..5 {
-            let s = cluster.status(i).await?;
-            if !all.iter().all(|id| liveness_of(&s, id).as_deref() == Some("alive")) {
-                return None;
-            }
-        }
-        Some(())
-    })
-    .await;
-    assert!(met.is_some(), "the five nodes did not all see each other alive");
+    wait_all_alive(&cluster, 5).await;
     cluster.kill9(3);
     cluster.kill9(4);
     wait_dead(&cluster, &[0, 1, 2], &[3, 4]).await;
@@ -182,28 +155,13 @@ async fn hints_bring_restarted_nodes_their_copies() {
     for i in 0..5 {
         cluster.stop(i);
     }
-    let layout = layout_of(5);
-    let mut holders: HashMap<String, Vec<String>> = HashMap::new();
     for i in 0..5 {
-        for (key, _, _) in cluster.inspect(i) {
-            holders.entry(key).or_default().push(cluster.nodes[i].id.clone());
-        }
         let out = run_shoal(&["inspect", "--hints", "--data-dir", path_str(&cluster.data_dir(i))]);
         assert!(out.status.success());
         assert!(out.stdout.is_empty(), "n{} still holds hints", i + 1);
     }
-    for k in 0..keys {
-        let key = format!("h{k}");
-        let mut want: Vec<String> = layout
-            .preference_list(layout.partition_of(key.as_bytes()), 3)
-            .iter()
-            .map(|id| id.to_string())
-            .collect();
-        want.sort();
-        let mut have = holders.remove(&key).unwrap_or_default();
-        have.sort();
-        assert_eq!(have, want, "{key} is on {have:?}, its preference list is {want:?}");
-    }
+    let written: Vec<(String, u8)> = (0..keys).map(|k| (format!("h{k}"), 3)).collect();
+    assert_on_preference_lists(&cluster, 5, &written);
     eprintln!("all {keys} keys are on exactly their 3 primary nodes; no hints remain");
 }
 
@@ -436,18 +394,7 @@ async fn deleted_keys_never_come_back_and_their_tombstones_go() {
 async fn hints_for_a_removed_node_reach_the_new_owners() {
     let config = format!("{FAST_SWIM}\n[antientropy]\nenabled = false\n");
     let mut cluster = TestCluster::start(4, &config);
-    let all: Vec<String> = (1..=4).map(|i| format!("n{i}")).collect();
-    let met = eventually(Duration::from_secs(30), || async {
-        for i in 0..4 {
-            let s = cluster.status(i).await?;
-            if !all.iter().all(|id| liveness_of(&s, id).as_deref() == Some("alive")) {
-                return None;
-            }
-        }
-        Some(())
-    })
-    .await;
-    assert!(met.is_some(), "the four nodes did not all see each other alive");
+    wait_all_alive(&cluster, 4).await;
     cluster.kill9(3);
     wait_dead(&cluster, &[0, 1, 2], &[3]).await;
 
@@ -524,24 +471,8 @@ async fn hints_for_a_removed_node_reach_the_new_owners() {
     for i in 0..3 {
         cluster.stop(i);
     }
-    let layout = layout_of(3);
-    let mut holders: HashMap<String, Vec<String>> = HashMap::new();
-    for i in 0..3 {
-        for (key, _, _) in cluster.inspect(i) {
-            holders.entry(key).or_default().push(cluster.nodes[i].id.clone());
-        }
-    }
-    for (key, _) in &keys {
-        let mut want: Vec<String> = layout
-            .preference_list(layout.partition_of(key.as_bytes()), 2)
-            .iter()
-            .map(|id| id.to_string())
-            .collect();
-        want.sort();
-        let mut have = holders.get(key).cloned().unwrap_or_default();
-        have.sort();
-        assert_eq!(have, want, "{key} is on {have:?}, its preference list is {want:?}");
-    }
+    let written: Vec<(String, u8)> = keys.iter().map(|(key, _)| (key.clone(), 2)).collect();
+    assert_on_preference_lists(&cluster, 3, &written);
     eprintln!(
         "{hinted} of 600 writes (n=2, w=2) left {held} hints for the dead n4; after its removal all were handed on \
          within {:.1} s, and every key is on exactly its 2 new replicas",

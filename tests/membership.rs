@@ -5,14 +5,12 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
 use reqwest::StatusCode;
-use shoal_ring::{LayoutRecord, Member, NodeId, RingConfig};
 
 /// SWIM and transfer settings that keep the tests short: probes every 500 ms, so the minimum
 /// suspicion timeout is 4 × 1 × 0.5 s = 2 s and the maximum 12 s.
@@ -169,52 +167,11 @@ async fn grow_to_five_and_shrink_to_three_under_writes() {
     for i in 0..3 {
         cluster.stop(i);
     }
-    let copies = assert_on_founders_preference_lists(&cluster, &acked);
+    let copies = assert_on_preference_lists(&cluster, 3, &acked);
     eprintln!(
         "checked {} acknowledged keys: all readable with r=2, each on exactly its n preferred nodes ({copies:?} keys by n)",
         acked.len()
     );
-}
-
-/// Counts each key's copies on the (stopped) founding nodes' disks with `shoal inspect`, and
-/// asserts they are exactly the nodes the three-node layout's preference list names. Returns
-/// how many keys were checked for each n.
-fn assert_on_founders_preference_lists(cluster: &TestCluster, keys: &[(String, u8)]) -> BTreeMap<u8, usize> {
-    let members = (1..=3)
-        .map(|i| Member {
-            id: NodeId::new(format!("n{i}")),
-            zone: "default".into(),
-            weight: 1,
-        })
-        .collect();
-    let layout = LayoutRecord::bootstrap(members, RingConfig::default())
-        .unwrap()
-        .placement()
-        .unwrap()
-        .current;
-    let mut holders: HashMap<String, Vec<String>> = HashMap::new();
-    for i in 0..3 {
-        for (key, _, _) in cluster.inspect(i) {
-            holders.entry(key).or_default().push(cluster.nodes[i].id.clone());
-        }
-    }
-    let mut copies = BTreeMap::new();
-    for (key, n) in keys {
-        let mut want: Vec<String> = layout
-            .preference_list(layout.partition_of(key.as_bytes()), *n as usize)
-            .iter()
-            .map(|id| id.to_string())
-            .collect();
-        want.sort();
-        let mut have = holders.get(key).cloned().unwrap_or_default();
-        have.sort();
-        assert_eq!(
-            have, want,
-            "{key} (n={n}) is on {have:?}, its preference list is {want:?}"
-        );
-        *copies.entry(*n).or_insert(0) += 1;
-    }
-    copies
 }
 
 /// A leave right after a join gives the ranges the join took back to the nodes that had them.
@@ -265,7 +222,7 @@ enabled = false
     for i in 0..3 {
         cluster.stop(i);
     }
-    let copies = assert_on_founders_preference_lists(&cluster, &keys);
+    let copies = assert_on_preference_lists(&cluster, 3, &keys);
     eprintln!(
         "join and leave of n4 in {:.1} s; after both drop delays every key is on its preference list ({copies:?} keys by n)",
         left.as_secs_f64()

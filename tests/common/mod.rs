@@ -3,10 +3,14 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+use std::collections::{BTreeMap, HashMap};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use shoal_ring::{Layout, LayoutRecord, Member, NodeId, RingConfig};
 
 pub const SHOAL: &str = env!("CARGO_BIN_EXE_shoal");
 
@@ -410,4 +414,67 @@ where
 
 pub fn path_str(p: &Path) -> &str {
     p.to_str().unwrap()
+}
+
+/// The layout every node derives for members n1..n`size` (equal weights, default ring).
+pub fn layout_of(size: usize) -> Arc<Layout> {
+    let members = (1..=size)
+        .map(|i| Member {
+            id: NodeId::new(format!("n{i}")),
+            zone: "default".into(),
+            weight: 1,
+        })
+        .collect();
+    LayoutRecord::bootstrap(members, RingConfig::default())
+        .unwrap()
+        .placement()
+        .unwrap()
+        .current
+}
+
+/// Counts each key's copies on the disks of the (stopped) nodes 0..`size` with `shoal inspect`
+/// and asserts they are exactly the nodes the `size`-node layout's preference list names for
+/// the key's n. Returns how many keys were checked for each n.
+pub fn assert_on_preference_lists(cluster: &TestCluster, size: usize, keys: &[(String, u8)]) -> BTreeMap<u8, usize> {
+    let layout = layout_of(size);
+    let mut holders: HashMap<String, Vec<String>> = HashMap::new();
+    for i in 0..size {
+        for (key, _, _) in cluster.inspect(i) {
+            holders.entry(key).or_default().push(cluster.nodes[i].id.clone());
+        }
+    }
+    let mut copies = BTreeMap::new();
+    for (key, n) in keys {
+        let mut want: Vec<String> = layout
+            .preference_list(layout.partition_of(key.as_bytes()), *n as usize)
+            .iter()
+            .map(|id| id.to_string())
+            .collect();
+        want.sort();
+        let mut have = holders.get(key).cloned().unwrap_or_default();
+        have.sort();
+        assert_eq!(
+            have, want,
+            "{key} (n={n}) is on {have:?}, its preference list is {want:?}"
+        );
+        *copies.entry(*n).or_insert(0) += 1;
+    }
+    copies
+}
+
+/// Waits until each of nodes 0..`size` sees all of them alive (SWIM can only declare dead a
+/// node it has met).
+pub async fn wait_all_alive(cluster: &TestCluster, size: usize) {
+    let all: Vec<String> = (1..=size).map(|i| format!("n{i}")).collect();
+    let met = eventually(Duration::from_secs(30), || async {
+        for i in 0..size {
+            let s = cluster.status(i).await?;
+            if !all.iter().all(|id| liveness_of(&s, id).as_deref() == Some("alive")) {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+    assert!(met.is_some(), "the {size} nodes did not all see each other alive");
 }
