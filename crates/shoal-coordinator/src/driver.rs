@@ -555,14 +555,14 @@ impl<S: Store, T: Transport> Coordinator<S, T> {
             sibling_warning: outcome.warn,
         };
 
-        // While a layout change is in flight the write also goes to the owners the change adds,
-        // and must reach W of the new preference list as well as W of the current one, so that
+        // While a layout change is under way the write also goes to the owners of the other
+        // layout (the one it moves to while streaming, the one it retires after the commit),
+        // and must reach W of that preference list as well as W of the current one, so that
         // whichever layout a later read uses finds it (Garage's layout-history rule).
         let extra = placement.extra_owners(partition, n as usize);
         let next_pref: Vec<NodeId> = placement
-            .next
-            .as_ref()
-            .map(|next| next.preference_list(partition, n as usize).to_vec())
+            .companion()
+            .map(|other| other.preference_list(partition, n as usize).to_vec())
             .unwrap_or_default();
         let mut current = QuorumTracker::new(w as usize, pref.clone());
         let mut next =

@@ -14,8 +14,11 @@
 //!    live old owner, throttled, persisting a cursor after every chunk so a restart resumes.
 //!    When done it announces `synced_epoch = e`.
 //! 3. Once every gaining node has synced, any node commits (epoch e+1); all compute the same
-//!    record. Nodes that lost data drop it after `transfer.drop_delay_ms`; a leaving node then
-//!    stops.
+//!    record. Reads move to the new layout; writes still reach W of the old owners, since a
+//!    node that has not adopted the commit yet still reads from them.
+//! 4. Once every live node has adopted the commit, any node finishes it (epoch e+2): the old
+//!    owners are let go. Nodes that lost data drop it after `transfer.drop_delay_ms`; a
+//!    leaving node then stops.
 
 use std::collections::{BTreeSet, HashSet};
 use std::net::SocketAddr;
@@ -490,8 +493,9 @@ impl Membership {
         });
     }
 
-    /// Commits the change in flight once every node that gains data has streamed it in, and
-    /// keeps the persisted incarnation and the gauges current.
+    /// Commits the change in flight once every node that gains data has streamed it in,
+    /// finishes a committed one once every live node has adopted it, and keeps the persisted
+    /// incarnation and the gauges current.
     fn maintain(self: &Arc<Self>) {
         let incarnation = self.swim.lock().incarnation();
         {
@@ -511,6 +515,20 @@ impl Membership {
                     );
                     if let Err(e) = self.adopt(commit) {
                         error!(error = %e, "could not commit the layout change");
+                    }
+                }
+            }
+        }
+        let record = self.record.read().clone();
+        if let Some(record) = record.filter(|r| r.retiring.is_some()) {
+            if self.all_seen(&record) {
+                if let Some(finish) = record.finish() {
+                    info!(
+                        epoch = finish.epoch,
+                        "every live node has adopted the commit: letting the old owners go"
+                    );
+                    if let Err(e) = self.adopt(finish) {
+                        error!(error = %e, "could not finish the layout change");
                     }
                 }
             }
@@ -562,8 +580,17 @@ impl Membership {
             }
             let record = rx.borrow_and_update().clone();
             if let (Some(old), Some(new)) = (&last, &record) {
-                if old.next.is_some() && new.current_epoch > old.current_epoch {
-                    self.clone().after_commit(old.clone(), new.clone());
+                // The layout this node held data for before the change that just ended: the
+                // retiring one, or (when gossip skipped the commit) the one that was current.
+                let before = match (&old.retiring, &old.next) {
+                    (Some(r), _) => Some((r.layout_epoch, r.members.clone())),
+                    (None, Some(_)) => Some((old.current_epoch, old.current.clone())),
+                    (None, None) => None,
+                };
+                if let Some((epoch, members)) = before.filter(|_| new.retiring.is_none()) {
+                    if new.current_epoch > epoch {
+                        self.clone().after_commit(epoch, members, new.clone());
+                    }
                 }
             }
             last = record;
@@ -780,16 +807,18 @@ impl Membership {
         }
     }
 
-    /// After a commit: wait out the drop delay, drop what this node no longer holds, and stop
-    /// if it has left.
-    fn after_commit(self: Arc<Self>, old: LayoutRecord, new: LayoutRecord) {
+    /// After a change has finished (or been skipped past): wait out the drop delay, drop what
+    /// this node held under the layout of version `old_epoch` (`old_members`) and no longer
+    /// holds, and stop if it has left.
+    fn after_commit(self: Arc<Self>, old_epoch: u64, old_members: Vec<Member>, new: LayoutRecord) {
         tokio::spawn(async move {
-            let (Ok(old_p), Ok(new_p)) = (old.placement(), new.placement()) else {
+            let old_layout = shoal_ring::Layout::new(old_epoch, old_members, self.ring);
+            let (Ok(old_layout), Ok(new_p)) = (old_layout, new.placement()) else {
                 return;
             };
             self.publish_progress(None);
-            let drops = moves(&new_p.current, &old_p.current, &self.me, self.max_n);
-            let leaving = !new.in_current(&self.me) && old.in_current(&self.me);
+            let drops = moves(&new_p.current, &old_layout, &self.me, self.max_n);
+            let leaving = !new.in_current(&self.me) && old_layout.member(&self.me).is_some();
             if drops.is_empty() && !leaving {
                 return;
             }
@@ -909,6 +938,7 @@ impl Membership {
         if let Some(r) = &record {
             ids.extend(r.current.iter().map(|m| m.id.clone()));
             ids.extend(r.next.iter().flat_map(|t| t.members.iter().map(|m| m.id.clone())));
+            ids.extend(r.retiring.iter().flat_map(|t| t.members.iter().map(|m| m.id.clone())));
         }
         ids.into_iter()
             .map(|id| {
@@ -917,6 +947,7 @@ impl Membership {
                     r.current
                         .iter()
                         .chain(r.next.iter().flat_map(|t| t.members.iter()))
+                        .chain(r.retiring.iter().flat_map(|t| t.members.iter()))
                         .find(|m| m.id == id)
                         .cloned()
                 });

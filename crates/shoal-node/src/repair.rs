@@ -34,7 +34,7 @@ impl Deliver for HintTarget {
             // An owner that has left the layout (a leave or a remove): its hints go to the
             // keys' owners now, as Riak hands a fallback vnode's data to the vnode's current
             // owner, once no change is in flight to move them again.
-            Some(p) => p.next.is_none(),
+            Some(p) => !p.changing(),
         }
     }
 
@@ -105,7 +105,7 @@ pub async fn anti_entropy(
         };
         // During a layout change transfers move the data; exchanging by a layout that is
         // about to change would compare the wrong replicas.
-        if placement.next.is_some() {
+        if placement.changing() {
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         }

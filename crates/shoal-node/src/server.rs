@@ -124,9 +124,10 @@ impl NodeShared {
                 "epoch": record.as_ref().map(|r| r.epoch),
                 "partitions": self.config.cluster.partitions,
                 "tokens_per_weight": self.config.cluster.tokens_per_weight,
-                "transition": record.as_ref().and_then(|r| r.next.as_ref()).map(|t| json!({
-                    "kind": t.kind.to_string(),
-                    "node": t.node.to_string(),
+                "transition": record.as_ref().and_then(|r| r.change()).map(|(kind, node, phase)| json!({
+                    "kind": kind.to_string(),
+                    "node": node.to_string(),
+                    "phase": phase.to_string(),
                 })),
             },
             "defaults": {"n": d.n, "w": d.w, "r": d.r, "max_n": d.max_n},

@@ -9,7 +9,15 @@
 //! 1. **Propose** (`epoch + 1`): `next` names the target member set. While it is in flight,
 //!    writes go to the owners in both layouts, and reads to the current one, which is complete.
 //! 2. **Commit** (`epoch + 1`) once every node that gains data has streamed it in: `next`
-//!    becomes `current`. Nodes that lost data drop it afterwards.
+//!    becomes `current`, and the old member set stays on as `retiring`. Reads now go to the
+//!    new layout, which is complete; writes still reach W of the old owners too, because a
+//!    node that has not heard of the commit yet still reads from them.
+//! 3. **Finish** (`epoch + 1`) once every live node has adopted the commit: `retiring` is
+//!    dropped, writes go to the new owners only, and nodes that lost data drop it.
+//!
+//! Without step 3 a write acknowledged by the new owners alone could be missed by a read that
+//! a node still on the in-flight record sends to the old ones (`r + w > n` holds inside each
+//! layout, not across two); the nemesis suite caught exactly that right after commits.
 //!
 //! Which objects a node gains or loses depends on each object's own replication factor `n`
 //! (a per-request choice), so moves are described per partition as a range of `n`.
@@ -117,6 +125,36 @@ pub enum ChangeError {
     Ring(#[from] RingError),
 }
 
+/// The member set a committed change replaced, kept while nodes may still read from it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Retiring {
+    pub kind: ChangeKind,
+    pub node: NodeId,
+    /// The version of the replaced layout.
+    pub layout_epoch: u64,
+    /// Sorted by id.
+    pub members: Vec<Member>,
+}
+
+/// Where a layout change stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Proposed: nodes that gain data stream it in; reads use the old layout.
+    Streaming,
+    /// Committed: reads use the new layout; writes still reach the old owners until every
+    /// live node has adopted the commit.
+    Retiring,
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Phase::Streaming => "streaming",
+            Phase::Retiring => "retiring",
+        })
+    }
+}
+
 /// The layout register every node gossips. Field order matters: the derived `Ord` compares
 /// `epoch` first, which is what makes merging a last-writer-wins by epoch.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -129,6 +167,9 @@ pub struct LayoutRecord {
     /// Sorted by id.
     pub current: Vec<Member>,
     pub next: Option<Transition>,
+    /// After a commit, until every live node has adopted it: the member set it replaced.
+    #[serde(default)]
+    pub retiring: Option<Retiring>,
 }
 
 impl LayoutRecord {
@@ -143,6 +184,7 @@ impl LayoutRecord {
             current_epoch: 1,
             current: members,
             next: None,
+            retiring: None,
         })
     }
 
@@ -166,6 +208,21 @@ impl LayoutRecord {
         self.current.iter().any(|m| &m.id == id)
     }
 
+    fn in_retiring(&self, id: &NodeId) -> bool {
+        self.retiring
+            .as_ref()
+            .is_some_and(|r| r.members.iter().any(|m| &m.id == id))
+    }
+
+    /// The change under way, if any: what it does, to which node, and how far it got.
+    pub fn change(&self) -> Option<(ChangeKind, &NodeId, Phase)> {
+        match (&self.next, &self.retiring) {
+            (Some(t), _) => Some((t.kind, &t.node, Phase::Streaming)),
+            (None, Some(r)) => Some((r.kind, &r.node, Phase::Retiring)),
+            (None, None) => None,
+        }
+    }
+
     fn in_next(&self, id: &NodeId) -> bool {
         self.next
             .as_ref()
@@ -173,6 +230,9 @@ impl LayoutRecord {
     }
 
     pub fn admin_state(&self, id: &NodeId) -> AdminState {
+        if !self.in_current(id) && self.in_retiring(id) {
+            return AdminState::Leaving;
+        }
         match (self.in_current(id), self.next.is_some(), self.in_next(id)) {
             (true, true, false) => AdminState::Leaving,
             (true, _, _) => AdminState::Member,
@@ -184,10 +244,10 @@ impl LayoutRecord {
     /// The record with `change` in flight. `n` is the replication factor the cluster must keep
     /// enough members for.
     pub fn propose(&self, change: Change, n: usize) -> Result<LayoutRecord, ChangeError> {
-        if let Some(t) = &self.next {
+        if let Some((kind, node, _)) = self.change() {
             return Err(ChangeError::InFlight {
-                kind: t.kind,
-                node: t.node.clone(),
+                kind,
+                node: node.clone(),
                 epoch: self.epoch,
             });
         }
@@ -225,11 +285,13 @@ impl LayoutRecord {
             current_epoch: self.current_epoch,
             current: self.current.clone(),
             next: Some(Transition { kind, node, members }),
+            retiring: None,
         })
     }
 
-    /// The record with the transition in flight made current, or `None` if there is none.
-    /// Every node that commits the same transition produces the same record.
+    /// The record with the transition in flight made current and the old member set
+    /// retiring, or `None` if there is none. Every node that commits the same transition
+    /// produces the same record.
     pub fn commit(&self) -> Option<LayoutRecord> {
         let t = self.next.as_ref()?;
         Some(LayoutRecord {
@@ -238,6 +300,23 @@ impl LayoutRecord {
             current_epoch: self.epoch + 1,
             current: t.members.clone(),
             next: None,
+            retiring: Some(Retiring {
+                kind: t.kind,
+                node: t.node.clone(),
+                layout_epoch: self.current_epoch,
+                members: self.current.clone(),
+            }),
+        })
+    }
+
+    /// The record with the retiring member set let go, or `None` if nothing is retiring.
+    /// Call it once every live node has adopted the commit.
+    pub fn finish(&self) -> Option<LayoutRecord> {
+        self.retiring.as_ref()?;
+        Some(LayoutRecord {
+            epoch: self.epoch + 1,
+            retiring: None,
+            ..self.clone()
         })
     }
 
@@ -250,17 +329,23 @@ impl LayoutRecord {
                 Some(t) => Some(Arc::new(Layout::new(self.epoch, t.members.clone(), self.config)?)),
                 None => None,
             },
+            previous: match &self.retiring {
+                Some(r) => Some(Arc::new(Layout::new(r.layout_epoch, r.members.clone(), self.config)?)),
+                None => None,
+            },
         })
     }
 }
 
-/// The layouts in force: `current` is complete and serves reads; while a change is in flight,
-/// writes also go to the owners in `next`.
+/// The layouts in force: `current` is complete and serves reads. While a change is streaming,
+/// writes also go to the owners in `next`; once it has committed and until every node knows,
+/// to the owners in `previous`.
 #[derive(Clone, Debug)]
 pub struct Placement {
     pub epoch: u64,
     pub current: Arc<Layout>,
     pub next: Option<Arc<Layout>>,
+    pub previous: Option<Arc<Layout>>,
 }
 
 impl Placement {
@@ -270,25 +355,37 @@ impl Placement {
             epoch: layout.version(),
             current: layout,
             next: None,
+            previous: None,
         }
+    }
+
+    /// The other layout a write must reach W of, if a change is under way.
+    pub fn companion(&self) -> Option<&Arc<Layout>> {
+        self.next.as_ref().or(self.previous.as_ref())
+    }
+
+    /// Whether a layout change is under way (streaming or retiring).
+    pub fn changing(&self) -> bool {
+        self.companion().is_some()
     }
 
     /// Whether `node` holds objects of replication factor `n` in partition `p` under this
     /// placement: it is among the first `n` of the partition's walk in the current layout or,
-    /// while a change is in flight, in the next one (where dual writes and transfers put them).
+    /// while a change is under way, in the other one (where dual writes and transfers put them).
     pub fn holds(&self, node: &NodeId, p: PartitionId, n: u8) -> bool {
         let within = |layout: &Layout| position(layout.walk(p), node) < n as usize;
-        within(&self.current) || self.next.as_deref().is_some_and(within)
+        within(&self.current) || self.companion().is_some_and(|l| within(l))
     }
 
-    /// The owners in `next` that are not owners in `current`: where a write must also go
-    /// while a change is in flight.
+    /// The owners in the companion layout that are not owners in `current`: where a write
+    /// must also go while a change is under way.
     pub fn extra_owners(&self, p: PartitionId, n: usize) -> Vec<NodeId> {
-        match &self.next {
+        match self.companion() {
             None => Vec::new(),
-            Some(next) => {
+            Some(other) => {
                 let cur = self.current.preference_list(p, n);
-                next.preference_list(p, n)
+                other
+                    .preference_list(p, n)
                     .iter()
                     .filter(|id| !cur.contains(id))
                     .cloned()
@@ -388,6 +485,38 @@ mod tests {
         assert_eq!(r2.current_epoch, 3);
         assert_eq!(r2.admin_state(&"n4".into()), AdminState::Member);
         assert!(r2.commit().is_none());
+        assert_eq!(r2.change(), Some((ChangeKind::Join, &"n4".into(), Phase::Retiring)));
+        let busy = r2.propose(Change::Join(member("n5")), 3).unwrap_err();
+        assert!(matches!(busy, ChangeError::InFlight { epoch: 3, .. }), "{busy}");
+        let r3 = r2.finish().unwrap();
+        assert_eq!((r3.epoch, r3.current_epoch, r3.change()), (4, 3, None));
+        assert!(r3.finish().is_none());
+        assert!(r3.placement().unwrap().companion().is_none());
+        r3.propose(Change::Join(member("n5")), 3).unwrap();
+    }
+
+    /// While a commit retires the old layout, a write must reach W of both preference lists:
+    /// a node that has not adopted the commit yet still reads from the old owners.
+    #[test]
+    fn a_committed_change_keeps_writing_to_the_old_owners_until_finished() {
+        let r0 = three();
+        let r1 = r0.propose(Change::Join(member("n4")), 3).unwrap();
+        let (old, streaming) = (r0.placement().unwrap(), r1.placement().unwrap());
+        let retiring = r1.commit().unwrap().placement().unwrap();
+        let done = r1.commit().unwrap().finish().unwrap().placement().unwrap();
+        let mut moved = 0;
+        for p in 0..cfg().partitions {
+            let before = old.current.preference_list(p, 3);
+            let after = done.current.preference_list(p, 3);
+            assert_eq!(retiring.current.preference_list(p, 3), after);
+            assert_eq!(retiring.companion().unwrap().preference_list(p, 3), before);
+            assert_eq!(streaming.companion().unwrap().preference_list(p, 3), after);
+            let lost: Vec<NodeId> = before.iter().filter(|id| !after.contains(id)).cloned().collect();
+            assert_eq!(retiring.extra_owners(p, 3), lost);
+            assert!(done.extra_owners(p, 3).is_empty());
+            moved += lost.len();
+        }
+        assert!(moved > 0, "the join moved nothing");
     }
 
     /// The drop a commit plans is asked again at drop time: when a leave right after a join
@@ -431,7 +560,9 @@ mod tests {
         assert!(e.to_string().contains("fewer than the replication factor n = 3"));
         let r1 = r0.propose(Change::Remove("n1".into()), 2).unwrap();
         assert_eq!(r1.admin_state(&"n1".into()), AdminState::Leaving);
-        assert_eq!(r1.commit().unwrap().admin_state(&"n1".into()), AdminState::Left);
+        let r2 = r1.commit().unwrap();
+        assert_eq!(r2.admin_state(&"n1".into()), AdminState::Leaving);
+        assert_eq!(r2.finish().unwrap().admin_state(&"n1".into()), AdminState::Left);
         assert_eq!(
             r0.propose(Change::Leave("n9".into()), 1).unwrap_err(),
             ChangeError::NotMember { node: "n9".into() }

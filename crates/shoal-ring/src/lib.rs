@@ -33,7 +33,9 @@ mod preference_list;
 mod token;
 
 pub use error::RingError;
-pub use history::{moves, AdminState, Change, ChangeError, ChangeKind, LayoutRecord, Move, Placement, Transition};
+pub use history::{
+    moves, AdminState, Change, ChangeError, ChangeKind, LayoutRecord, Move, Phase, Placement, Retiring, Transition,
+};
 pub use layout::{Layout, RingConfig, MAX_PARTITIONS, MAX_TOKENS_PER_NODE};
 pub use node::{Member, NodeId};
 pub use partition::{key_hash, partition_for_hash, PartitionId};

@@ -238,11 +238,14 @@ async fn wait_committed(
             }
         };
         let current = status["layout"]["epoch"].as_u64().unwrap_or(0);
-        if current > epoch && status["layout"]["transition"].is_null() {
+        let transition = &status["layout"]["transition"];
+        if current > epoch && transition.is_null() {
             println!("done: layout epoch {current}");
             return Ok(std::process::ExitCode::SUCCESS);
         }
-        if current > epoch && !status["layout"]["transition"].is_null() {
+        // Committed at `epoch + 1`; done once every live node has adopted the commit.
+        let retiring = current == epoch + 1 && transition["phase"] == "retiring";
+        if current > epoch && !retiring {
             println!("superseded: another change is in flight at epoch {current}");
             return Ok(std::process::ExitCode::from(1));
         }
@@ -256,14 +259,18 @@ async fn wait_committed(
                 ));
             }
         }
-        let line = format!(
-            "transferring: {}",
-            if line.is_empty() {
-                "waiting".into()
-            } else {
-                line.join(", ")
-            }
-        );
+        let line = if retiring {
+            "committed: waiting for every live node to adopt it".to_string()
+        } else {
+            format!(
+                "transferring: {}",
+                if line.is_empty() {
+                    "waiting".into()
+                } else {
+                    line.join(", ")
+                }
+            )
+        };
         if line != last {
             println!("{line}");
             last = line;
@@ -522,7 +529,7 @@ pub async fn admin(args: AdminArgs) -> anyhow::Result<std::process::ExitCode> {
                 status["defaults"]["r"],
             );
             if let Some(t) = status["layout"]["transition"].as_object() {
-                println!("in flight: {} of {}", s(&t["kind"]), s(&t["node"]));
+                println!("in flight: {} of {} ({})", s(&t["kind"]), s(&t["node"]), s(&t["phase"]));
             }
             println!(
                 "{:<10} {:<9} {:<8} {:<8} {:<22} {:>7} {:>10}  TRANSFER",
