@@ -26,8 +26,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use serde::Serialize;
-use shoal_storage::{unix_ms, Object, Replica, ReplicaObserver, Store, StoreError};
+use shoal_storage::{blocking, Object, Replica, ReplicaObserver, Store, StoreError};
 
+mod plan;
+pub use plan::{pick_peer, plan_round, PlannedTree};
 pub use tree::{differing, version_hash, TicTacTree, TreeQuery, BRANCHES, LEAVES_PER_BRANCH};
 
 const SHARDS: usize = 64;
@@ -183,10 +185,6 @@ pub struct AntiEntropy<S: Store> {
     synced: Mutex<HashMap<(u32, u8), HashMap<String, u64>>>,
 }
 
-fn blocking_err(e: impl std::fmt::Display) -> String {
-    format!("anti-entropy storage task failed: {e}")
-}
-
 impl<S: Store> AntiEntropy<S> {
     /// Build the trees of every partition below `partitions` from storage and attach them to
     /// the replica. Blocks for one scan of the store; call before the replica takes writes.
@@ -247,9 +245,8 @@ impl<S: Store> AntiEntropy<S> {
         segments: Vec<u16>,
     ) -> Result<Vec<(Bytes, u64)>, String> {
         let this = self.clone();
-        tokio::task::spawn_blocking(move || this.local_digests(partition, n, &segments))
-            .await
-            .map_err(blocking_err)?
+        blocking(move || this.local_digests(partition, n, &segments))
+            .await?
             .map_err(|e| e.to_string())
     }
 
@@ -273,16 +270,15 @@ impl<S: Store> AntiEntropy<S> {
         keys: Vec<Bytes>,
     ) -> Result<Vec<(Bytes, Option<Object>)>, String> {
         let this = self.clone();
-        tokio::task::spawn_blocking(move || this.local_objects(partition, &keys))
-            .await
-            .map_err(blocking_err)?
+        blocking(move || this.local_objects(partition, &keys))
+            .await?
             .map_err(|e| e.to_string())
     }
 
     /// Delete each key held as exactly the given tombstone version; answer the keys now absent.
     pub async fn answer_reap(self: &Arc<Self>, partition: u32, keys: Vec<(Bytes, u64)>) -> Result<Vec<Bytes>, String> {
         let this = self.clone();
-        tokio::task::spawn_blocking(move || {
+        blocking(move || {
             let mut gone = Vec::new();
             let mut reaped = 0u64;
             for (key, hash) in keys {
@@ -299,15 +295,14 @@ impl<S: Store> AntiEntropy<S> {
             metrics::counter!("shoal_tombstones_reaped_total").increment(reaped);
             Ok::<_, StoreError>(gone)
         })
-        .await
-        .map_err(blocking_err)?
+        .await?
         .map_err(|e| e.to_string())
     }
 
     /// Merge copies from a peer (validated) into this replica; returns how many changed it.
     pub async fn merge(self: &Arc<Self>, partition: u32, objects: Vec<(Bytes, Object)>) -> Result<u64, String> {
         let replica = self.replica.clone();
-        tokio::task::spawn_blocking(move || {
+        blocking(move || {
             let mut changed = 0;
             for (key, obj) in objects {
                 changed += replica
@@ -316,8 +311,7 @@ impl<S: Store> AntiEntropy<S> {
             }
             Ok(changed)
         })
-        .await
-        .map_err(blocking_err)?
+        .await?
     }
 
     // ---- the client side ----
@@ -349,7 +343,7 @@ impl<S: Store> AntiEntropy<S> {
                 partition,
                 n,
                 peer: peer.to_string(),
-                at_ms: unix_ms(),
+                at_ms: self.replica.now_ms(),
                 result: match &result {
                     Err(e) => format!("failed: {e}"),
                     Ok(_) => label.to_string(),
@@ -371,7 +365,7 @@ impl<S: Store> AntiEntropy<S> {
         let mut report = ExchangeReport::default();
         // Read our root before asking: if they match, the peer held, when it answered, every
         // version we held at `asked` (tombstone GC relies on exactly this).
-        let asked = unix_ms();
+        let asked = self.replica.now_ms();
         let ours = self.answer_tree(partition, n, &TreeQuery::Root);
         let theirs = remote.tree(partition, n, TreeQuery::Root).await?;
         report.bytes += 16 + 8;
@@ -491,9 +485,13 @@ impl<S: Store> AntiEntropy<S> {
             }
         };
         let grace = self.config.tombstone_grace.as_millis() as u64;
-        let cutoff = unix_ms().saturating_sub(grace).min(confirmed.saturating_sub(1));
+        let cutoff = self
+            .replica
+            .now_ms()
+            .saturating_sub(grace)
+            .min(confirmed.saturating_sub(1));
         let this = self.clone();
-        let candidates = tokio::task::spawn_blocking(move || {
+        let candidates = blocking(move || {
             let mut out = Vec::new();
             this.replica.store().scan_partition(partition, b"", &mut |key, obj| {
                 if obj.n == n && obj.is_deleted() && obj.deleted_at.is_some_and(|d| d <= cutoff) {
@@ -503,8 +501,7 @@ impl<S: Store> AntiEntropy<S> {
             })?;
             Ok::<_, StoreError>(out)
         })
-        .await
-        .map_err(blocking_err)?
+        .await?
         .map_err(|e| e.to_string())?;
         if candidates.is_empty() {
             return Ok(0);
@@ -523,7 +520,7 @@ impl<S: Store> AntiEntropy<S> {
         }
         let hashes: HashMap<Bytes, u64> = candidates.into_iter().collect();
         let this = self.clone();
-        let reaped = tokio::task::spawn_blocking(move || {
+        let reaped = blocking(move || {
             let mut reaped = 0u64;
             for key in everywhere {
                 let hash = hashes[&key];
@@ -536,8 +533,7 @@ impl<S: Store> AntiEntropy<S> {
             }
             Ok::<_, StoreError>(reaped)
         })
-        .await
-        .map_err(blocking_err)?
+        .await?
         .map_err(|e| e.to_string())?;
         metrics::counter!("shoal_tombstones_reaped_total").increment(reaped);
         Ok(reaped)

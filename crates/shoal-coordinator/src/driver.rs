@@ -321,9 +321,7 @@ async fn storage<R: Send + 'static>(
 ) -> Result<R, String> {
     match execution {
         StorageExecution::Inline => Ok(f()),
-        StorageExecution::Pool => tokio::task::spawn_blocking(f)
-            .await
-            .map_err(|e| format!("storage task failed: {e}")),
+        StorageExecution::Pool => shoal_storage::blocking(f).await,
     }
 }
 
@@ -938,7 +936,7 @@ impl<S: Store, T: Transport> Coordinator<S, T> {
             .layout()
             .ok_or_else(|| "this node has not joined a cluster yet".to_string())?;
         let replica = self.replica.clone();
-        tokio::task::spawn_blocking(move || {
+        shoal_storage::blocking(move || {
             for (key, object) in objects {
                 replica
                     .apply_from_peer(layout.partition_of(&key), &key, &object)
@@ -946,8 +944,7 @@ impl<S: Store, T: Transport> Coordinator<S, T> {
             }
             Ok(())
         })
-        .await
-        .map_err(|e| format!("storage task failed: {e}"))?
+        .await?
     }
 
     /// A peer's read of this node's replica of `key`.

@@ -24,7 +24,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use shoal_net::Throttle;
-use shoal_storage::{unix_ms, Object, Store, StoreError};
+use shoal_storage::{blocking, system_clock, Clock, Object, Store, StoreError};
 use tracing::{debug, info, warn};
 
 const LOCK_STRIPES: usize = 256;
@@ -83,6 +83,8 @@ pub struct Hints<S: Store> {
     locks: Vec<Mutex<()>>,
     counts: Mutex<HashMap<String, usize>>,
     config: HandoffConfig,
+    /// Hint ages are measured on this node's wall clock (virtual in the simulator).
+    clock: Arc<dyn Clock>,
 }
 
 impl<S: Store> Hints<S> {
@@ -101,7 +103,14 @@ impl<S: Store> Hints<S> {
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             counts: Mutex::new(counts),
             config,
+            clock: system_clock(),
         })
+    }
+
+    /// Measure hint ages on `clock` instead of the system clock.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     pub fn config(&self) -> &HandoffConfig {
@@ -154,7 +163,7 @@ impl<S: Store> Hints<S> {
         merged.deleted_at = None;
         let record = HintRecord {
             object: merged,
-            stored_ms: unix_ms(),
+            stored_ms: self.clock.unix_ms(),
         };
         self.store.hint_put(owner, partition, key, &record.encode())?;
         if existing.is_none() {
@@ -234,7 +243,9 @@ impl<S: Store> Hints<S> {
     }
 
     fn cutoff(&self) -> u64 {
-        unix_ms().saturating_sub(self.config.window.as_millis() as u64)
+        self.clock
+            .unix_ms()
+            .saturating_sub(self.config.window.as_millis() as u64)
     }
 
     /// Drop every hint older than the window. Returns how many went.
@@ -309,12 +320,9 @@ pub async fn deliver_owner<S: Store, D: Deliver>(
         let (h, o) = (hints.clone(), owner.to_string());
         let (keys, bytes) = (config.batch_keys, config.batch_bytes);
         let from = cursor.clone();
-        let batch = tokio::task::spawn_blocking(move || {
-            h.batch(&o, from.as_ref().map(|(p, k)| (*p, k.as_slice())), keys, bytes)
-        })
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+        let batch = blocking(move || h.batch(&o, from.as_ref().map(|(p, k)| (*p, k.as_slice())), keys, bytes))
+            .await?
+            .map_err(|e| e.to_string())?;
         if batch.is_empty() {
             return Ok(delivered);
         }
@@ -342,7 +350,7 @@ pub async fn deliver_owner<S: Store, D: Deliver>(
         let objects: Vec<(Bytes, Object)> = fresh.iter().map(|h| (h.key.clone(), h.record.object.clone())).collect();
         target.deliver(owner, objects).await?;
         let (h, o) = (hints.clone(), owner.to_string());
-        let acked = tokio::task::spawn_blocking(move || {
+        let acked = blocking(move || {
             let mut n = 0u64;
             for hint in fresh {
                 n += h
@@ -351,8 +359,7 @@ pub async fn deliver_owner<S: Store, D: Deliver>(
             }
             Ok::<_, String>(n)
         })
-        .await
-        .map_err(|e| e.to_string())??;
+        .await??;
         metrics::counter!("shoal_hints_delivered_total").increment(acked);
         delivered += acked;
         // Hints refreshed during delivery stay, behind the cursor, for the next round.
@@ -371,10 +378,9 @@ pub async fn run<S: Store, D: Deliver>(
         tokio::time::sleep(config.interval).await;
         if tokio::time::Instant::now() >= next_sweep {
             let h = hints.clone();
-            match tokio::task::spawn_blocking(move || h.expire()).await {
+            match blocking(move || h.expire().map_err(|e| e.to_string())).await {
                 Ok(Ok(_)) => {}
-                Ok(Err(e)) => warn!(error = %e, "sweeping expired hints failed"),
-                Err(e) => warn!(error = %e, "sweeping expired hints failed"),
+                Ok(Err(e)) | Err(e) => warn!(error = %e, "sweeping expired hints failed"),
             }
             next_sweep = tokio::time::Instant::now() + config.sweep_interval;
         }

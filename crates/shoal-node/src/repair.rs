@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rand::seq::SliceRandom;
-use shoal_antientropy::AntiEntropy;
+use shoal_antientropy::{pick_peer, plan_round, AntiEntropy, PlannedTree};
 use shoal_handoff::Deliver;
 use shoal_net::Throttle;
 use shoal_ring::NodeId;
@@ -113,27 +113,7 @@ pub async fn anti_entropy(
         // Only requests may hold a placement for long: a layout change announces itself
         // once the replaced placement is no longer referenced (see `Membership::announce_seen`).
         drop(placement);
-        // The trees to exchange: every one this node holds, and, for the default n, every
-        // partition it replicates even if it holds nothing there yet (a node that lost its
-        // disk or missed every write must ask, not only wait to be told).
-        let mut wanted: std::collections::BTreeSet<(u32, u8)> =
-            aae.trees().list().into_iter().map(|t| (t.partition, t.n)).collect();
-        wanted.extend(
-            layout
-                .partitions_of(&me, default_n as usize)
-                .into_iter()
-                .map(|p| (p, default_n)),
-        );
-        let mut trees: Vec<(u32, u8, Vec<NodeId>)> = wanted
-            .into_iter()
-            .filter_map(|(partition, n)| {
-                let pref = layout.preference_list(partition, n as usize);
-                (pref.len() > 1 && pref.contains(&me)).then(|| {
-                    let others = pref.iter().filter(|p| **p != me).cloned().collect();
-                    (partition, n, others)
-                })
-            })
-            .collect();
+        let mut trees = plan_round(aae.trees(), &layout, &me, default_n);
         if trees.is_empty() {
             tokio::time::sleep(interval.min(Duration::from_secs(1))).await;
             continue;
@@ -142,19 +122,16 @@ pub async fn anti_entropy(
         let pause = interval / trees.len() as u32;
         let round = tokio::time::Instant::now();
         let (mut repaired, mut divergent, mut reaped) = (0u64, 0u64, 0u64);
-        for (partition, n, others) in trees {
+        for PlannedTree { partition, n, others } in trees {
             let next = tokio::time::Instant::now() + pause;
             if coordinator
                 .placement()
-                .is_none_or(|p| !Arc::ptr_eq(&p.current, &layout) || p.next.is_some())
+                .is_none_or(|p| !Arc::ptr_eq(&p.current, &layout) || p.changing())
             {
                 break; // the layout changed: plan again
             }
             let live: Vec<&NodeId> = others.iter().filter(|o| membership.is_alive(o)).collect();
-            // Rotate through the other replicas round by round (from a per-tree offset), so
-            // every pair of replicas of a tree meets within n - 1 rounds; a random pick leaves
-            // some pair unmet for many rounds.
-            let peer = (!live.is_empty()).then(|| live[(round_no as usize + partition as usize) % live.len()]);
+            let peer = pick_peer(&live, round_no, partition);
             if let Some(peer) = peer {
                 let remote = PeerRemote {
                     transport: transport.clone(),

@@ -16,6 +16,7 @@
 //!
 //! Every method here blocks. Async callers run them on a blocking pool, never on the reactor.
 
+mod exec;
 mod memory;
 mod object;
 mod replica;
@@ -26,9 +27,10 @@ mod store;
 #[cfg(test)]
 mod conformance;
 
+pub use exec::{blocking, run_blocking_inline_on_this_thread, system_clock, unix_ms, Clock, SystemClock};
 pub use memory::MemoryStore;
 pub use object::{Object, Value, OBJECT_FORMAT_VERSION};
-pub use replica::{unix_ms, Export, Replica, ReplicaError, ReplicaLimits, ReplicaObserver};
+pub use replica::{Export, Replica, ReplicaError, ReplicaLimits, ReplicaObserver};
 pub use rocks::{RocksOptions, RocksStore};
 pub use space::{FreeSpace, SpaceGuard, Statvfs};
 pub use store::{segment_of, HintVisit, Store, StoreError, SEGMENTS};

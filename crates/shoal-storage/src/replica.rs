@@ -5,11 +5,11 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 use shoal_version::{SiblingLimits, VersionError, VersionVector, WriteOutcome};
 
+use crate::exec::{system_clock, Clock};
 use crate::object::{Object, Value};
 use crate::store::{Store, StoreError};
 
@@ -29,16 +29,9 @@ pub trait ReplicaObserver: Send + Sync {
     fn changed(&self, partition: u32, key: &[u8], old: Option<&Object>, new: Option<&Object>);
 }
 
-/// The current time as Unix milliseconds.
-pub fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// Sets `obj.deleted_at` after a change: now if the change left it all tombstones, else none.
-fn stamp(obj: &mut Object) {
-    obj.deleted_at = obj.is_deleted().then(unix_ms);
+/// Sets `obj.deleted_at` after a change: `now` if the change left it all tombstones, else none.
+fn stamp(obj: &mut Object, now: u64) {
+    obj.deleted_at = obj.is_deleted().then_some(now);
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -90,6 +83,8 @@ pub struct Replica<S: Store> {
     /// Read without a lock on every write; `reserving` serialises the rare raise.
     dot_clock_reserved: AtomicU64,
     reserving: Mutex<()>,
+    /// This node's wall clock, for tombstone stamps (virtual and skewed in the simulator).
+    clock: Arc<dyn Clock>,
 }
 
 impl<S: Store> Replica<S> {
@@ -111,7 +106,23 @@ impl<S: Store> Replica<S> {
             dot_clock: AtomicU64::new(reserved),
             dot_clock_reserved: AtomicU64::new(reserved),
             reserving: Mutex::new(()),
+            clock: system_clock(),
         })
+    }
+
+    /// Read wall-clock time from `clock` instead of the system clock.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// This node's wall-clock time, Unix ms.
+    pub fn now_ms(&self) -> u64 {
+        self.clock.unix_ms()
     }
 
     /// Attach the observer of every change (once; later calls are ignored and return false).
@@ -208,7 +219,7 @@ impl<S: Store> Replica<S> {
             .siblings
             .write_above(actor, context, value, &self.limits.siblings, floor)?;
         obj.n = obj.n.max(n);
-        stamp(&mut obj);
+        stamp(&mut obj, self.now_ms());
         let size = obj.encode().len();
         if size > self.limits.max_object_bytes {
             return Err(ReplicaError::ObjectTooLarge {
@@ -254,7 +265,7 @@ impl<S: Store> Replica<S> {
             }
             None => incoming.clone(),
         };
-        stamp(&mut merged);
+        stamp(&mut merged, self.now_ms());
         self.store.put(partition, key, &merged)?;
         self.notify(partition, key, old.as_ref(), Some(&merged));
         Ok((merged, true))
