@@ -1,0 +1,132 @@
+//! `shoal-sim`: run the deterministic cluster simulation over a range of seeds, or replay one.
+//!
+//!     scripts/sim.sh --seeds 0..1000          # what CI runs (a smaller range)
+//!     scripts/sim.sh --seed 17 --history h.json   # replay one seed, keep its history
+//!     scripts/sim.sh --seeds 0..20000 --chaos-secs 60   # a soak
+
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use shoal_sim::{run_many, Sabotage, SimConfig};
+
+#[derive(Parser)]
+#[command(about = "Deterministic whole-cluster simulation of Shoal, judged by the history checkers")]
+struct Args {
+    /// Seeds to run, `A..B` (B excluded).
+    #[arg(long, default_value = "0..100", conflicts_with = "seed")]
+    seeds: String,
+    /// Run (replay) this one seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Virtual seconds of workload and faults per seed.
+    #[arg(long, default_value_t = 20)]
+    chaos_secs: u64,
+    #[arg(long, default_value_t = 5)]
+    nodes: usize,
+    #[arg(long, default_value_t = 4)]
+    clients: usize,
+    #[arg(long, default_value_t = 6)]
+    keys: usize,
+    /// Run without faults.
+    #[arg(long)]
+    no_faults: bool,
+    /// Largest clock skew (and clock step) of a node, in seconds. Above the tombstone grace
+    /// minus the hint window, over two (3 s here), deleted keys may come back.
+    #[arg(long, default_value_t = 2)]
+    max_skew_secs: u64,
+    /// Wipe a node's disk when it crashes (to see the checkers catch lost writes).
+    #[arg(long)]
+    sabotage_wipe_disk: bool,
+    /// Threads (each runs whole seeds).
+    #[arg(long, default_value_t = std::thread::available_parallelism().map_or(1, |n| n.get()))]
+    jobs: usize,
+    /// Write the history of the seed (with --seed) as JSON here.
+    #[arg(long)]
+    history: Option<std::path::PathBuf>,
+    /// Write every seed's report (without histories) as JSON here.
+    #[arg(long)]
+    report: Option<std::path::PathBuf>,
+}
+
+fn parse_range(s: &str) -> Result<std::ops::Range<u64>, String> {
+    let (a, b) = s.split_once("..").ok_or("--seeds takes A..B")?;
+    let a: u64 = a.parse().map_err(|_| format!("bad seed {a:?}"))?;
+    let b: u64 = b.parse().map_err(|_| format!("bad seed {b:?}"))?;
+    if b <= a {
+        return Err(format!("empty seed range {s}"));
+    }
+    Ok(a..b)
+}
+
+fn main() {
+    let args = Args::parse();
+    let seeds = match args.seed {
+        Some(s) => s..s + 1,
+        None => parse_range(&args.seeds).unwrap_or_else(|e| {
+            eprintln!("shoal-sim: {e}");
+            std::process::exit(2)
+        }),
+    };
+    let configure = |seed| {
+        let mut c = SimConfig::new(seed);
+        c.chaos = Duration::from_secs(args.chaos_secs);
+        c.nodes = args.nodes;
+        c.clients = args.clients;
+        c.keys = args.keys;
+        c.faults = !args.no_faults;
+        c.max_skew = Duration::from_secs(args.max_skew_secs);
+        c.sabotage = args.sabotage_wipe_disk.then_some(Sabotage::WipeDiskOnCrash);
+        c
+    };
+    // Everything but the seed selection, so a printed replay command reruns the same run.
+    let mut replay_flags = format!(
+        " --chaos-secs {} --nodes {} --clients {} --keys {} --max-skew-secs {}",
+        args.chaos_secs, args.nodes, args.clients, args.keys, args.max_skew_secs
+    );
+    if args.no_faults {
+        replay_flags.push_str(" --no-faults");
+    }
+    if args.sabotage_wipe_disk {
+        replay_flags.push_str(" --sabotage-wipe-disk");
+    }
+    let started = Instant::now();
+    let reports = run_many(seeds.clone(), args.jobs, configure, |r| {
+        if !r.verdict.ok() {
+            println!("seed {}: {} anomalies", r.seed, r.verdict.anomalies.len());
+            for a in r.verdict.anomalies.iter().take(10) {
+                println!("  [{}] {}: {}", a.checker, a.key, a.detail);
+            }
+            for s in &r.unconverged_state {
+                println!("  at the end, {s}");
+            }
+            println!("  replay: scripts/sim.sh --seed {}{}", r.seed, replay_flags);
+        }
+    });
+    let ops: usize = reports.iter().map(|r| r.ops).sum();
+    let acked: usize = reports.iter().map(|r| r.acked_writes).sum();
+    let faults: usize = reports.iter().map(|r| r.faults).sum();
+    let failed: Vec<u64> = reports.iter().filter(|r| !r.verdict.ok()).map(|r| r.seed).collect();
+    let anomalies: usize = reports.iter().map(|r| r.verdict.anomalies.len()).sum();
+    let slowest = reports.iter().filter_map(|r| r.converged_after_ms).max().unwrap_or(0);
+    println!(
+        "shoal-sim: {} seeds ({}..{}), {ops} ops ({acked} acknowledged writes), {faults} faults, \
+         slowest convergence {slowest} ms, {anomalies} anomalies in {} seeds, {:.1} s",
+        reports.len(),
+        seeds.start,
+        seeds.end,
+        failed.len(),
+        started.elapsed().as_secs_f64()
+    );
+    if let (Some(path), Some(r)) = (&args.history, reports.first()) {
+        let json = serde_json::to_string_pretty(&r.history).expect("histories serialise");
+        std::fs::write(path, json).unwrap_or_else(|e| eprintln!("shoal-sim: writing {}: {e}", path.display()));
+    }
+    if let Some(path) = &args.report {
+        let json = serde_json::to_string_pretty(&reports).expect("reports serialise");
+        std::fs::write(path, json).unwrap_or_else(|e| eprintln!("shoal-sim: writing {}: {e}", path.display()));
+    }
+    if !failed.is_empty() {
+        println!("failing seeds: {failed:?}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,534 @@
+//! One incarnation of a simulated node: Shoal's real cores (replica, coordinator, hints,
+//! anti-entropy, SWIM) over the node's fenced store, wired to the simulated network the way
+//! `shoal-node` wires them to QUIC.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use shoal_antientropy::{pick_peer, plan_round, AaeConfig, AntiEntropy, PlannedTree, Remote, TreeQuery};
+use shoal_coordinator::{
+    CoordError, Coordinator, CoordinatorConfig, Health, PutRequest, PutResponse, Transport, TransportFuture,
+};
+use shoal_handoff::{Deliver, DeliveryConfig, HandoffConfig, Hints};
+use shoal_membership::{Liveness, Message, Output, Swim, SwimConfig};
+use shoal_ring::{Layout, NodeId, Placement};
+use shoal_storage::{Clock, MemoryStore, Object, Replica, ReplicaLimits, Store};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::net::{index_of, node_id, Net};
+use crate::store::FencedStore;
+
+pub type SimCoordinator = Coordinator<FencedStore, SimTransport>;
+
+/// The knobs of the nodes' background work, scaled down so a run of seconds exercises them.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub swim: SwimConfig,
+    pub aae_interval: Duration,
+    pub handoff_interval: Duration,
+    pub hint_window: Duration,
+    pub tombstone_grace: Duration,
+    pub request_timeout: Duration,
+}
+
+/// A host's wall clock: the run's virtual time, shifted by the host's skew, which the
+/// nemesis may step (as an NTP correction or an operator would). It belongs to the host, so
+/// it survives the node's restarts.
+pub struct SkewedClock {
+    pub net: Arc<Net>,
+    /// Unix ms at the run's start, by this host's clock.
+    pub start_ms: AtomicI64,
+}
+
+impl SkewedClock {
+    /// Sets the clock so that the run began at `start_ms` by it; returns the step taken.
+    pub fn step_to(&self, start_ms: i64) -> i64 {
+        start_ms - self.start_ms.swap(start_ms, Ordering::Relaxed)
+    }
+}
+
+impl Clock for SkewedClock {
+    fn unix_ms(&self) -> u64 {
+        (self.start_ms.load(Ordering::Relaxed) + self.net.now_ms() as i64).max(0) as u64
+    }
+}
+
+/// SWIM's view of who is dead, for the coordinator's sloppy quorum.
+#[derive(Default)]
+pub struct Down(RwLock<BTreeSet<NodeId>>);
+
+impl Health for Down {
+    fn is_down(&self, node: &NodeId) -> bool {
+        self.0.read().contains(node)
+    }
+}
+
+pub struct Core {
+    pub index: usize,
+    pub id: NodeId,
+    /// Which incarnation this is (see [`Net::alive`]).
+    pub inc: u64,
+    pub store: Arc<FencedStore>,
+    pub replica: Arc<Replica<FencedStore>>,
+    pub hints: Arc<Hints<FencedStore>>,
+    pub coordinator: Arc<SimCoordinator>,
+    pub aae: Arc<AntiEntropy<FencedStore>>,
+    pub swim: Mutex<Swim<()>>,
+    pub down: Arc<Down>,
+    pub inbox: mpsc::UnboundedSender<Message<()>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Core {
+    /// Boot incarnation `inc` of node `index` over `disk` and start its loops. `join`: a
+    /// node to send SWIM's join request to.
+    #[allow(clippy::too_many_arguments)]
+    pub fn boot(
+        net: &Arc<Net>,
+        index: usize,
+        disk: Arc<MemoryStore>,
+        layout: Arc<Layout>,
+        clock: Arc<dyn Clock>,
+        config: &NodeConfig,
+        swim_seed: u64,
+        join: Option<usize>,
+    ) -> Arc<Core> {
+        let id = node_id(index);
+        let inc = net.incarnation(index);
+        let store = Arc::new(FencedStore::new(disk));
+        let replica = Arc::new(
+            Replica::new(store.clone(), ReplicaLimits::default())
+                .expect("the in-memory store opens")
+                .with_clock(clock.clone()),
+        );
+        let partitions = layout.partitions();
+        let aae = AntiEntropy::open(
+            replica.clone(),
+            partitions,
+            AaeConfig {
+                tombstone_grace: config.tombstone_grace,
+            },
+        )
+        .expect("the in-memory store scans");
+        let hints = Arc::new(
+            Hints::open(
+                store.clone(),
+                HandoffConfig {
+                    window: config.hint_window,
+                    max_hints_per_target: 100_000,
+                },
+            )
+            .expect("the in-memory store scans")
+            .with_clock(clock),
+        );
+        let transport = Arc::new(SimTransport {
+            net: net.clone(),
+            me: index,
+            inc,
+        });
+        let coordinator = Arc::new(
+            Coordinator::new(
+                id.clone(),
+                Some(Placement::stable(layout.clone())),
+                replica.clone(),
+                transport,
+                CoordinatorConfig {
+                    default_timeout: config.request_timeout,
+                    precise_delays: false,
+                    ..CoordinatorConfig::default()
+                },
+            )
+            .with_hints(hints.clone()),
+        );
+        let down = Arc::new(Down::default());
+        coordinator.set_health(down.clone());
+        // The node persists its SWIM incarnation and comes back one above it, as
+        // `shoal-node`'s membership does.
+        let incarnation = store
+            .get_meta(META_INCARNATION)
+            .ok()
+            .flatten()
+            .and_then(|b| b.try_into().ok().map(u64::from_be_bytes))
+            .map_or(1, |i| i + 1);
+        let _ = store.put_meta(META_INCARNATION, &incarnation.to_be_bytes());
+        let swim = Swim::new(id.clone(), (), incarnation, config.swim.clone(), swim_seed, net.now());
+        let (tx, rx) = mpsc::unbounded_channel();
+        let core = Arc::new(Core {
+            index,
+            id,
+            inc,
+            store,
+            replica,
+            hints,
+            coordinator,
+            aae,
+            swim: Mutex::new(swim),
+            down,
+            inbox: tx,
+            tasks: Mutex::new(Vec::new()),
+        });
+        net.install(index, core.clone());
+        if let Some(seed) = join {
+            let request = core.swim.lock().join_request(net.now());
+            net.datagram(index, seed, request);
+        }
+        let tasks = vec![
+            tokio::spawn(swim_loop(net.clone(), core.clone(), rx)),
+            tokio::spawn(shoal_handoff::run(
+                core.hints.clone(),
+                SimDeliver {
+                    net: net.clone(),
+                    core: Arc::downgrade(&core),
+                    me: index,
+                    inc,
+                },
+                DeliveryConfig {
+                    interval: config.handoff_interval,
+                    batch_keys: 64,
+                    batch_bytes: 1 << 20,
+                    sweep_interval: config.handoff_interval * 5,
+                },
+                Arc::new(shoal_net::Throttle::new(0.0)),
+            )),
+            tokio::spawn(aae_loop(
+                net.clone(),
+                Arc::downgrade(&core),
+                layout,
+                config.aae_interval,
+            )),
+        ];
+        *core.tasks.lock() = tasks;
+        core
+    }
+
+    /// The process dies: its loops stop, its store is fenced, its memory is gone.
+    pub fn kill(&self) {
+        self.store.close();
+        for t in self.tasks.lock().drain(..) {
+            t.abort();
+        }
+    }
+
+    pub fn is_alive_member(&self, id: &NodeId) -> bool {
+        *id == self.id
+            || self
+                .swim
+                .lock()
+                .member(id)
+                .is_some_and(|m| m.liveness == Liveness::Alive)
+    }
+}
+
+const META_INCARNATION: &str = "swim/incarnation";
+
+/// How often a node that knows no live peer knocks on every other node's door (as
+/// `shoal-node` does with its contacts).
+const CONTACT_INTERVAL: Duration = Duration::from_secs(2);
+
+/// SWIM over the simulated network: datagrams in, the core's deadlines as timers.
+async fn swim_loop(net: Arc<Net>, core: Arc<Core>, mut inbox: mpsc::UnboundedReceiver<Message<()>>) {
+    let i = core.index;
+    let mut persisted = 0u64;
+    let mut next_contact = net.now() + CONTACT_INTERVAL;
+    loop {
+        net.runnable(i).await;
+        let incarnation = core.swim.lock().incarnation();
+        if incarnation > persisted
+            && core
+                .store
+                .put_meta(META_INCARNATION, &incarnation.to_be_bytes())
+                .is_ok()
+        {
+            persisted = incarnation;
+        }
+        if net.now() >= next_contact {
+            // Alone (a join that was lost, or everyone else restarted): ask everyone.
+            let alone = !core
+                .swim
+                .lock()
+                .members()
+                .any(|m| *m.id != core.id && m.liveness != Liveness::Dead);
+            if alone {
+                for peer in (0..net.nodes()).filter(|p| *p != i) {
+                    let request = core.swim.lock().join_request(net.now());
+                    net.datagram(i, peer, request);
+                }
+            }
+            next_contact = net.now() + CONTACT_INTERVAL;
+        }
+        let deadline = core.swim.lock().next_deadline().min(next_contact);
+        let wake = tokio::time::Instant::now() + deadline.saturating_sub(net.now());
+        // `biased`: poll in a fixed order, so the run stays a function of its seed.
+        let outputs = tokio::select! {
+            biased;
+            message = inbox.recv() => match message {
+                Some(m) => core.swim.lock().handle(m, net.now()),
+                None => return,
+            },
+            _ = tokio::time::sleep_until(wake) => core.swim.lock().tick(net.now()),
+        };
+        for output in outputs {
+            match output {
+                Output::Send { to, message } => net.datagram(i, index_of(&to), message),
+                Output::Liveness { id, to, .. } => {
+                    let mut down = core.down.0.write();
+                    if to == Liveness::Dead {
+                        down.insert(id);
+                    } else {
+                        down.remove(&id);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Anti-entropy as the node's repair loop runs it: every tree once per interval, with a live
+/// replica picked by rotation, then tombstone GC where every replica is live.
+async fn aae_loop(net: Arc<Net>, core: std::sync::Weak<Core>, layout: Arc<Layout>, interval: Duration) {
+    let mut round = 0u64;
+    loop {
+        round += 1;
+        let Some(c) = core.upgrade() else { return };
+        let trees = plan_round(c.aae.trees(), &layout, &c.id, c.coordinator.config().defaults.n);
+        drop(c);
+        let pause = interval / trees.len().max(1) as u32;
+        for PlannedTree { partition, n, others } in trees {
+            tokio::time::sleep(pause).await;
+            let Some(c) = core.upgrade() else { return };
+            net.runnable(c.index).await;
+            let live: Vec<&NodeId> = others.iter().filter(|o| c.is_alive_member(o)).collect();
+            if let Some(peer) = pick_peer(&live, round, partition) {
+                let remote = SimRemote::new(&net, &c, peer);
+                let _ = c.aae.exchange(partition, n, peer.as_str(), &remote, |_| async {}).await;
+            }
+            if live.len() == others.len() {
+                let remotes: Vec<(String, SimRemote)> = others
+                    .iter()
+                    .map(|o| (o.to_string(), SimRemote::new(&net, &c, o)))
+                    .collect();
+                let _ = c.aae.collect_garbage(partition, n, &remotes).await;
+            }
+        }
+    }
+}
+
+/// The coordinator's transport: peer requests over the simulated network.
+pub struct SimTransport {
+    net: Arc<Net>,
+    me: usize,
+    inc: u64,
+}
+
+fn flat<T>(r: Result<Result<T, String>, String>) -> Result<T, String> {
+    r.and_then(|x| x)
+}
+
+impl Transport for SimTransport {
+    fn replica_put(
+        &self,
+        node: &NodeId,
+        key: Bytes,
+        object: Arc<Object>,
+        timeout: Duration,
+    ) -> TransportFuture<Result<(), String>> {
+        let (net, me, inc, to) = (self.net.clone(), self.me, self.inc, index_of(node));
+        Box::pin(async move {
+            flat(
+                net.call(me, inc, to, timeout, true, move |core| {
+                    let (key, object) = (key.clone(), (*object).clone());
+                    async move { core.coordinator.apply_local(key, object).await }
+                })
+                .await,
+            )
+        })
+    }
+
+    fn replica_get(
+        &self,
+        node: &NodeId,
+        key: Bytes,
+        timeout: Duration,
+    ) -> TransportFuture<Result<Option<Object>, String>> {
+        let (net, me, inc, to) = (self.net.clone(), self.me, self.inc, index_of(node));
+        Box::pin(async move {
+            flat(
+                net.call(me, inc, to, timeout, false, move |core| {
+                    let key = key.clone();
+                    async move { core.coordinator.read_local(key).await }
+                })
+                .await,
+            )
+        })
+    }
+
+    fn hinted_put(
+        &self,
+        node: &NodeId,
+        owner: &NodeId,
+        key: Bytes,
+        object: Arc<Object>,
+        timeout: Duration,
+    ) -> TransportFuture<Result<(), String>> {
+        let (net, me, inc, to, owner) = (self.net.clone(), self.me, self.inc, index_of(node), owner.clone());
+        Box::pin(async move {
+            flat(
+                net.call(me, inc, to, timeout, true, move |core| {
+                    let (owner, key, object) = (owner.clone(), key.clone(), (*object).clone());
+                    async move { core.coordinator.store_hint(owner, key, object).await }
+                })
+                .await,
+            )
+        })
+    }
+
+    fn hinted_get(
+        &self,
+        node: &NodeId,
+        owner: &NodeId,
+        key: Bytes,
+        timeout: Duration,
+    ) -> TransportFuture<Result<Option<Object>, String>> {
+        let (net, me, inc, to, owner) = (self.net.clone(), self.me, self.inc, index_of(node), owner.clone());
+        Box::pin(async move {
+            flat(
+                net.call(me, inc, to, timeout, false, move |core| {
+                    let (owner, key) = (owner.clone(), key.clone());
+                    async move { core.coordinator.read_hint(owner, key).await }
+                })
+                .await,
+            )
+        })
+    }
+
+    fn forward_put(
+        &self,
+        node: &NodeId,
+        request: PutRequest,
+        timeout: Duration,
+    ) -> TransportFuture<Result<Result<PutResponse, CoordError>, String>> {
+        let (net, me, inc, to) = (self.net.clone(), self.me, self.inc, index_of(node));
+        Box::pin(async move {
+            net.call(me, inc, to, timeout, false, move |core| {
+                let request = request.clone();
+                async move { core.coordinator.put(request).await }
+            })
+            .await
+        })
+    }
+}
+
+/// Hint delivery over the simulated network.
+struct SimDeliver {
+    net: Arc<Net>,
+    core: std::sync::Weak<Core>,
+    me: usize,
+    inc: u64,
+}
+
+impl Deliver for SimDeliver {
+    fn ready(&self, owner: &str) -> bool {
+        self.core
+            .upgrade()
+            .is_some_and(|c| c.is_alive_member(&NodeId::from(owner)))
+    }
+
+    async fn deliver(&self, owner: &str, objects: Vec<(Bytes, Object)>) -> Result<(), String> {
+        let to = index_of(&NodeId::from(owner));
+        flat(
+            self.net
+                .call(self.me, self.inc, to, Duration::from_secs(10), true, move |core| {
+                    let objects = objects.clone();
+                    async move { core.coordinator.apply_batch(objects).await }
+                })
+                .await,
+        )
+    }
+}
+
+/// The far side of an anti-entropy exchange, over the simulated network.
+struct SimRemote {
+    net: Arc<Net>,
+    me: usize,
+    inc: u64,
+    to: usize,
+}
+
+const AAE_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl SimRemote {
+    fn new(net: &Arc<Net>, core: &Core, peer: &NodeId) -> Self {
+        Self {
+            net: net.clone(),
+            me: core.index,
+            inc: core.inc,
+            to: index_of(peer),
+        }
+    }
+}
+
+impl Remote for SimRemote {
+    async fn tree(&self, partition: u32, n: u8, query: TreeQuery) -> Result<Vec<u64>, String> {
+        self.net
+            .call(self.me, self.inc, self.to, AAE_TIMEOUT, false, move |core| {
+                let query = query.clone();
+                async move { core.aae.answer_tree(partition, n, &query) }
+            })
+            .await
+    }
+
+    async fn digests(&self, partition: u32, n: u8, segments: Vec<u16>) -> Result<Vec<(Bytes, u64)>, String> {
+        flat(
+            self.net
+                .call(self.me, self.inc, self.to, AAE_TIMEOUT, false, move |core| {
+                    let segments = segments.clone();
+                    async move { core.aae.answer_digests(partition, n, segments).await }
+                })
+                .await,
+        )
+    }
+
+    async fn fetch(&self, partition: u32, keys: Vec<Bytes>) -> Result<Vec<(Bytes, Option<Object>)>, String> {
+        flat(
+            self.net
+                .call(self.me, self.inc, self.to, AAE_TIMEOUT, false, move |core| {
+                    let keys = keys.clone();
+                    async move { core.aae.answer_fetch(partition, keys).await }
+                })
+                .await,
+        )
+    }
+
+    async fn push(&self, objects: Vec<(Bytes, Object)>) -> Result<(), String> {
+        flat(
+            self.net
+                .call(self.me, self.inc, self.to, AAE_TIMEOUT, true, move |core| {
+                    let objects = objects.clone();
+                    async move { core.coordinator.apply_batch(objects).await }
+                })
+                .await,
+        )
+    }
+
+    async fn reap(&self, partition: u32, _n: u8, keys: Vec<(Bytes, u64)>) -> Result<Vec<Bytes>, String> {
+        flat(
+            self.net
+                .call(self.me, self.inc, self.to, AAE_TIMEOUT, true, move |core| {
+                    let keys = keys.clone();
+                    async move { core.aae.answer_reap(partition, keys).await }
+                })
+                .await,
+        )
+    }
+}
+
+/// What replica `core` holds of `key` right now (for the final state).
+pub fn held(core: &Core, layout: &Layout, key: &[u8]) -> Option<Object> {
+    core.store.get(layout.partition_of(key), key).ok().flatten()
+}

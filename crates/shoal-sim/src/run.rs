@@ -1,0 +1,634 @@
+//! One simulated run: boot a cluster, drive the set workload while the nemesis injects faults,
+//! heal, wait for quiescence, record every replica's final state, and judge the history.
+//!
+//! The whole run happens on one thread, on a tokio runtime whose clock is paused: time only
+//! moves when every task waits, and then jumps to the next timer. Tasks run in the order
+//! they were woken, storage work runs inline, and every random choice is drawn from one
+//! stream seeded by the run's seed, so a run is a function of its seed and configuration.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use shoal_coordinator::{GetRequest, PutRequest};
+use shoal_membership::SwimConfig;
+use shoal_ring::{Layout, LayoutRecord, Member, RingConfig};
+use shoal_storage::{MemoryStore, Object, Value};
+
+use crate::check::{check, Verdict};
+use crate::history::{Fault, FinalState, History, Op, OpKind, Outcome, Sib};
+use crate::net::{node_id, Net, NetStats, Weather};
+use crate::node::{held, Core, NodeConfig, SkewedClock};
+
+/// Deliberate damage, to show the checkers catch what they claim to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Sabotage {
+    /// A crash wipes the node's disk, as if writes were acknowledged before they were durable.
+    WipeDiskOnCrash,
+}
+
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    pub seed: u64,
+    pub nodes: usize,
+    pub clients: usize,
+    pub keys: usize,
+    /// How long the workload and the nemesis run, in virtual time.
+    pub chaos: Duration,
+    /// Inject faults (off: a fault-free run, which must also satisfy every checker).
+    pub faults: bool,
+    /// How long after the heal every replica must agree.
+    pub convergence_bound: Duration,
+    pub partitions: u32,
+    pub node: NodeConfig,
+    /// Largest clock skew between a node and true time.
+    pub max_skew: Duration,
+    pub sabotage: Option<Sabotage>,
+}
+
+impl SimConfig {
+    pub fn new(seed: u64) -> Self {
+        Self {
+            seed,
+            nodes: 5,
+            clients: 4,
+            keys: 6,
+            chaos: Duration::from_secs(20),
+            faults: true,
+            convergence_bound: Duration::from_secs(60),
+            partitions: 16,
+            node: NodeConfig {
+                swim: SwimConfig {
+                    probe_interval: Duration::from_millis(500),
+                    probe_timeout: Duration::from_millis(200),
+                    push_pull_interval: Duration::from_secs(5),
+                    ..SwimConfig::default()
+                },
+                aae_interval: Duration::from_secs(2),
+                handoff_interval: Duration::from_millis(500),
+                // Tombstone GC's grace must exceed the hint window (see shoal-handoff) by more
+                // than the clocks can disagree (twice `max_skew`), and both are short enough
+                // that crashes outlast them.
+                hint_window: Duration::from_secs(4),
+                tombstone_grace: Duration::from_secs(10),
+                request_timeout: Duration::from_millis(1500),
+            },
+            // Scaled to the grace and window above, as hours and days are in production: with
+            // ±2 min of skew, seeds 858 and 2825 brought deleted keys back (docs/testing.md).
+            max_skew: Duration::from_secs(2),
+            sabotage: None,
+        }
+    }
+}
+
+/// What a run did and found.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunReport {
+    pub seed: u64,
+    pub ops: usize,
+    pub acked_writes: usize,
+    pub faults: usize,
+    pub fault_kinds: BTreeMap<String, usize>,
+    pub net: NetStats,
+    pub converged_after_ms: Option<u64>,
+    /// When the cluster did not converge: what each node believed at the end (the members
+    /// SWIM did not call alive, the hints it still held), to start the diagnosis from.
+    pub unconverged_state: Vec<String>,
+    pub verdict: Verdict,
+    /// A digest of the whole history: equal for two runs of one seed.
+    pub history_hash: u64,
+    #[serde(skip)]
+    pub history: History,
+}
+
+/// Run one seed to completion on this thread.
+pub fn run(config: &SimConfig) -> RunReport {
+    shoal_storage::run_blocking_inline_on_this_thread();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("a current-thread runtime");
+    rt.block_on(simulate(config.clone()))
+}
+
+struct Cluster {
+    net: Arc<Net>,
+    config: SimConfig,
+    layout: Arc<Layout>,
+    disks: Vec<Mutex<Arc<MemoryStore>>>,
+    clocks: Vec<Arc<SkewedClock>>,
+    faults: Mutex<Vec<Fault>>,
+    ops: Mutex<Vec<Op>>,
+    next_write: AtomicU64,
+}
+
+const EPOCH_MS: i64 = 1_800_000_000_000;
+
+impl Cluster {
+    fn boot(&self, i: usize, join: Option<usize>) {
+        let clock = self.clocks[i].clone();
+        let swim_seed = self.net.with_rng(|r| r.gen());
+        let disk = self.disks[i].lock().clone();
+        Core::boot(
+            &self.net,
+            i,
+            disk,
+            self.layout.clone(),
+            clock,
+            &self.config.node,
+            swim_seed,
+            join,
+        );
+    }
+
+    fn fault(&self, kind: &str, detail: String) {
+        self.faults.lock().push(Fault {
+            at_ms: self.net.now_ms(),
+            kind: kind.into(),
+            detail,
+        });
+    }
+
+    fn crash(&self, i: usize) {
+        if let Some(core) = self.net.remove(i) {
+            core.kill();
+            if self.config.sabotage == Some(Sabotage::WipeDiskOnCrash) {
+                *self.disks[i].lock() = Arc::new(MemoryStore::new());
+            }
+            self.fault("kill", node_id(i).to_string());
+        }
+    }
+
+    fn restart(&self, i: usize) {
+        if !self.net.is_up(i) {
+            let seed = self.net.with_rng(|r| r.gen_range(0..self.config.nodes - 1));
+            let seed = if seed >= i { seed + 1 } else { seed };
+            self.boot(i, Some(seed));
+            self.fault("restart", node_id(i).to_string());
+        }
+    }
+}
+
+fn layout_for(nodes: usize, partitions: u32) -> Arc<Layout> {
+    let members = (0..nodes)
+        .map(|i| Member {
+            id: node_id(i),
+            zone: "default".into(),
+            weight: 1,
+        })
+        .collect();
+    let ring = RingConfig {
+        partitions,
+        ..RingConfig::default()
+    };
+    LayoutRecord::bootstrap(members, ring)
+        .expect("a valid simulated membership")
+        .placement()
+        .expect("a valid simulated layout")
+        .current
+}
+
+async fn simulate(config: SimConfig) -> RunReport {
+    let mut rng = StdRng::seed_from_u64(config.seed);
+    let skew_ms = config.max_skew.as_millis() as i64;
+    let skews: Vec<i64> = (0..config.nodes).map(|_| rng.gen_range(-skew_ms..=skew_ms)).collect();
+    let net = Arc::new(Net::new(config.nodes, rng));
+    let cluster = Arc::new(Cluster {
+        net: net.clone(),
+        layout: layout_for(config.nodes, config.partitions),
+        disks: (0..config.nodes)
+            .map(|_| Mutex::new(Arc::new(MemoryStore::new())))
+            .collect(),
+        clocks: skews
+            .iter()
+            .map(|s| {
+                Arc::new(SkewedClock {
+                    net: net.clone(),
+                    start_ms: AtomicI64::new(EPOCH_MS + s),
+                })
+            })
+            .collect(),
+        faults: Mutex::new(Vec::new()),
+        ops: Mutex::new(Vec::new()),
+        next_write: AtomicU64::new(1),
+        config,
+    });
+    let config = &cluster.config;
+    for i in 0..config.nodes {
+        cluster.boot(i, (i > 0).then_some(0));
+    }
+    // Let SWIM gather everyone before traffic starts.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let end = tokio::time::Instant::now() + config.chaos;
+    let mut clients = Vec::new();
+    for c in 0..config.clients {
+        let seed = net.with_rng(|r| r.gen());
+        clients.push(tokio::spawn(client(cluster.clone(), c as u32, seed, end)));
+    }
+    let nemesis = config.faults.then(|| tokio::spawn(nemesis(cluster.clone(), end)));
+    for c in clients {
+        let _ = c.await;
+    }
+    if let Some(n) = nemesis {
+        let _ = n.await;
+    }
+
+    // Heal: every node up and running, every link whole, calm weather.
+    net.set_weather(Weather::calm());
+    net.heal_links();
+    for i in 0..config.nodes {
+        if net.is_paused(i) {
+            net.set_paused(i, false);
+        }
+        cluster.restart(i);
+    }
+    cluster.fault("heal", "all nodes up, links whole, weather calm".into());
+    let healed = net.now_ms();
+    let keys: Vec<String> = (0..config.keys).map(key_name).collect();
+    let bound = config.convergence_bound;
+    let mut converged_after_ms = None;
+    let deadline = tokio::time::Instant::now() + bound;
+    loop {
+        if quiet(&cluster, &keys) {
+            converged_after_ms = Some(net.now_ms() - healed);
+            break;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let unconverged_state = if converged_after_ms.is_none() {
+        (0..config.nodes)
+            .filter_map(|i| net.core(i))
+            .map(|c| describe(&c))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let final_state = FinalState {
+        replicas: keys.iter().map(|k| (k.clone(), replicas_of(&cluster, k))).collect(),
+        converged_after_ms,
+        bound_ms: bound.as_millis() as u64,
+    };
+    for i in 0..config.nodes {
+        if let Some(core) = net.remove(i) {
+            core.kill();
+        }
+    }
+    let stats = *net.stats.lock();
+    net.clear();
+    let mut ops = std::mem::take(&mut *cluster.ops.lock());
+    ops.sort_by_key(|o| (o.invoked_ms, o.client));
+    let history = History {
+        ops,
+        faults: std::mem::take(&mut *cluster.faults.lock()),
+        final_state,
+        reads_hide_tombstones: false,
+    };
+    let verdict = check(&history);
+    let mut fault_kinds = BTreeMap::new();
+    for f in &history.faults {
+        *fault_kinds.entry(f.kind.clone()).or_insert(0) += 1;
+    }
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_string(&history)
+        .expect("histories serialise")
+        .hash(&mut hasher);
+    RunReport {
+        seed: config.seed,
+        ops: history.ops.len(),
+        acked_writes: verdict.acked_writes,
+        faults: history.faults.len(),
+        fault_kinds,
+        net: stats,
+        converged_after_ms,
+        unconverged_state,
+        verdict,
+        history_hash: hasher.finish(),
+        history,
+    }
+}
+
+/// A node's beliefs, for a run that did not converge.
+fn describe(core: &Core) -> String {
+    let swim = core.swim.lock();
+    let others: Vec<String> = swim
+        .members()
+        .filter(|m| *m.id != core.id)
+        .map(|m| format!("{}:{:?}@{}", m.id, m.liveness, m.incarnation))
+        .collect();
+    format!(
+        "{} (incarnation {}): members [{}], hints held {:?}",
+        core.id,
+        swim.incarnation(),
+        others.join(" "),
+        core.hints.pending()
+    )
+}
+
+fn key_name(k: usize) -> String {
+    format!("key-{k}")
+}
+
+/// The siblings of an object, as the checkers see them.
+fn sibs(object: Option<&Object>) -> Vec<Sib> {
+    let mut out: Vec<Sib> = object
+        .map(|o| {
+            o.siblings
+                .values()
+                .map(|v| match v {
+                    Value::Data(b) => Sib::decode(b).unwrap_or(Sib::Value {
+                        write: 0,
+                        elements: BTreeSet::new(),
+                    }),
+                    Value::Tombstone => Sib::Tombstone,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+/// What each replica of `key` (its preference list for n = 3) holds.
+fn replicas_of(cluster: &Cluster, key: &str) -> BTreeMap<String, Vec<Sib>> {
+    let layout = &cluster.layout;
+    let p = layout.partition_of(key.as_bytes());
+    layout
+        .preference_list(p, 3)
+        .iter()
+        .map(|id| {
+            let i = crate::net::index_of(id);
+            let object = cluster.net.core(i).and_then(|c| held(&c, layout, key.as_bytes()));
+            (id.to_string(), sibs(object.as_ref()))
+        })
+        .collect()
+}
+
+/// Every replica of every key agrees and no node still holds hints.
+fn quiet(cluster: &Cluster, keys: &[String]) -> bool {
+    let agree = keys.iter().all(|k| {
+        let r = replicas_of(cluster, k);
+        let mut sets = r.values();
+        let first = sets.next();
+        sets.all(|s| Some(s) == first)
+    });
+    agree && (0..cluster.config.nodes).all(|i| cluster.net.core(i).is_some_and(|c| c.hints.pending().is_empty()))
+}
+
+/// One client: read a key, add an element to the union of its siblings' sets (or, now and
+/// then, delete it), write back with the read's context. Each operation goes to a node the
+/// client picks at random among those that accept connections.
+async fn client(cluster: Arc<Cluster>, client: u32, seed: u64, end: tokio::time::Instant) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let net = &cluster.net;
+    let config = &cluster.config;
+    let timeout = config.node.request_timeout + Duration::from_millis(500);
+    while tokio::time::Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(1..=30))).await;
+        let up: Vec<usize> = (0..config.nodes).filter(|i| net.is_up(*i)).collect();
+        if up.is_empty() {
+            continue;
+        }
+        let i = up[rng.gen_range(0..up.len())];
+        let key = key_name(rng.gen_range(0..config.keys));
+        let (r, w) = (rng.gen_range(1..=3u8), rng.gen_range(1..=3u8));
+        let node = node_id(i).to_string();
+
+        let invoked = net.now_ms();
+        let req = GetRequest {
+            key: Bytes::from(key.clone()),
+            n: Some(3),
+            r: Some(r),
+            timeout_ms: None,
+            sloppy: None,
+        };
+        let got = at_node(net, i, timeout, move |core| {
+            let req = req.clone();
+            async move { core.coordinator.get(req).await.map_err(|e| e.to_string()) }
+        })
+        .await;
+        let (outcome, read) = match got {
+            Ok(resp) => {
+                let returned = sibs(resp.object.as_ref());
+                (
+                    Outcome::Ok {
+                        returned: returned.clone(),
+                        hinted: resp.hinted,
+                    },
+                    Some((resp.object, returned)),
+                )
+            }
+            Err(e) => (Outcome::Failed(e), None),
+        };
+        cluster.ops.lock().push(Op {
+            client,
+            key: key.clone(),
+            node: node.clone(),
+            invoked_ms: invoked,
+            completed_ms: net.now_ms(),
+            kind: OpKind::Read { n: 3, r },
+            outcome,
+        });
+        let Some((object, returned)) = read else { continue };
+
+        let delete = object.is_some() && rng.gen_bool(0.06);
+        let write = cluster.next_write.fetch_add(1, Ordering::Relaxed);
+        let parents: Vec<u64> = returned.iter().filter_map(Sib::write).collect();
+        let mut elements: BTreeSet<u64> = BTreeSet::new();
+        let element = (!delete).then_some(write);
+        if let Some(e) = element {
+            for s in &returned {
+                if let Sib::Value { elements: els, .. } = s {
+                    elements.extend(els.iter().copied());
+                }
+            }
+            elements.insert(e);
+        }
+        let req = PutRequest {
+            key: Bytes::from(key.clone()),
+            value: element.map(|_| Bytes::from(Sib::encode(write, &elements))),
+            context: object.map(|o| o.siblings.context()),
+            n: Some(3),
+            w: Some(w),
+            timeout_ms: None,
+            forwarded: false,
+            sloppy: None,
+        };
+        let invoked = net.now_ms();
+        let put = at_node(net, i, timeout, move |core| {
+            let req = req.clone();
+            async move { core.coordinator.put(req).await.map_err(|e| e.to_string()) }
+        })
+        .await;
+        cluster.ops.lock().push(Op {
+            client,
+            key,
+            node,
+            invoked_ms: invoked,
+            completed_ms: net.now_ms(),
+            kind: OpKind::Write {
+                write,
+                element,
+                elements,
+                parents,
+                n: 3,
+                w,
+            },
+            outcome: match put {
+                Ok(resp) => Outcome::Ok {
+                    returned: Vec::new(),
+                    hinted: resp.hinted,
+                },
+                Err(e) => Outcome::Failed(e),
+            },
+        });
+    }
+}
+
+/// A client request to node `i`: waits while the node is paused, and fails if the node
+/// crashes before answering (the client's connection dies with it).
+async fn at_node<T, F, Fut>(net: &Arc<Net>, i: usize, timeout: Duration, f: F) -> Result<T, String>
+where
+    F: FnOnce(Arc<Core>) -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let inc = net.incarnation(i);
+    let run = async {
+        net.runnable(i).await;
+        let core = net.core(i).ok_or("connection refused")?;
+        let answer = f(core).await;
+        net.runnable(i).await;
+        if !net.alive(i, inc) {
+            return Err("the node crashed before answering".to_string());
+        }
+        answer
+    };
+    tokio::time::timeout(timeout, run)
+        .await
+        .map_err(|_| "client timeout".to_string())?
+}
+
+/// The nemesis: every 0.3–2 s one fault, healed after a while. At most two nodes (a
+/// minority of five) are down or paused at once, so quorums stay possible.
+async fn nemesis(cluster: Arc<Cluster>, end: tokio::time::Instant) {
+    let net = cluster.net.clone();
+    let nodes = cluster.config.nodes;
+    let max_out = (nodes - 1) / 2;
+    while tokio::time::Instant::now() < end {
+        let wait = net.with_rng(|r| Duration::from_millis(r.gen_range(300..2000)));
+        tokio::time::sleep(wait).await;
+        if tokio::time::Instant::now() >= end {
+            break;
+        }
+        let out = (0..nodes).filter(|i| !net.is_up(*i) || net.is_paused(*i)).count();
+        let (kind, victim, lasts) = net.with_rng(|r| {
+            (
+                r.gen_range(0..7u8),
+                r.gen_range(0..nodes),
+                Duration::from_millis(r.gen_range(200..8000)),
+            )
+        });
+        let c = cluster.clone();
+        match kind {
+            0 | 1 if out < max_out && net.is_up(victim) && !net.is_paused(victim) => {
+                cluster.crash(victim);
+                tokio::spawn(async move {
+                    tokio::time::sleep(lasts).await;
+                    c.restart(victim);
+                });
+            }
+            2 if out < max_out && net.is_up(victim) && !net.is_paused(victim) => {
+                net.set_paused(victim, true);
+                cluster.fault("pause", node_id(victim).to_string());
+                tokio::spawn(async move {
+                    tokio::time::sleep(lasts).await;
+                    if c.net.is_paused(victim) {
+                        c.net.set_paused(victim, false);
+                        c.fault("resume", node_id(victim).to_string());
+                    }
+                });
+            }
+            3 => {
+                // A two-way split into a minority and the rest.
+                let minority: Vec<usize> = net.with_rng(|r| {
+                    let size = r.gen_range(1..=max_out);
+                    rand::seq::index::sample(r, nodes, size).into_vec()
+                });
+                for &a in &minority {
+                    for b in (0..nodes).filter(|b| !minority.contains(b)) {
+                        net.cut(a, b);
+                        net.cut(b, a);
+                    }
+                }
+                cluster.fault("partition", format!("{minority:?} | rest (by index)"));
+                heal_later(c, lasts);
+            }
+            4 => {
+                // One-way: `victim` stops hearing from some nodes, which still hear it.
+                let from: Vec<usize> = net.with_rng(|r| {
+                    let size = r.gen_range(1..nodes);
+                    rand::seq::index::sample(r, nodes, size).into_vec()
+                });
+                for &a in from.iter().filter(|a| **a != victim) {
+                    net.cut(a, victim);
+                }
+                cluster.fault("one-way", format!("{from:?} -/-> {victim} (by index)"));
+                heal_later(c, lasts);
+            }
+            5 => {
+                let weather = net.with_rng(|r| Weather {
+                    min_delay: Duration::from_micros(100),
+                    max_delay: Duration::from_millis(r.gen_range(2..40)),
+                    tail: r.gen_range(0.0..0.2),
+                    tail_max: Duration::from_millis(r.gen_range(50..1500)),
+                    loss: r.gen_range(0.0..0.3),
+                    duplicate: r.gen_range(0.0..0.2),
+                });
+                cluster.fault(
+                    "weather",
+                    format!(
+                        "delay up to {:?} (+{:?} tail, {:.0}%), loss {:.0}%, duplicates {:.0}%",
+                        weather.max_delay,
+                        weather.tail_max,
+                        weather.tail * 100.0,
+                        weather.loss * 100.0,
+                        weather.duplicate * 100.0
+                    ),
+                );
+                net.set_weather(weather);
+                tokio::spawn(async move {
+                    tokio::time::sleep(lasts).await;
+                    c.net.set_weather(Weather::calm());
+                });
+            }
+            6 => {
+                // Step a host's clock (as NTP does) to anywhere within the skew bound: hint
+                // ages, tombstone stamps and the tombstone GC cutoff read it.
+                let skew_ms = cluster.config.max_skew.as_millis() as i64;
+                let to_ms = net.with_rng(|r| r.gen_range(-skew_ms..=skew_ms));
+                let by_ms = cluster.clocks[victim].step_to(EPOCH_MS + to_ms);
+                cluster.fault("clock-step", format!("{} by {by_ms} ms", node_id(victim)));
+            }
+            _ => {}
+        }
+    }
+}
+
+fn heal_later(cluster: Arc<Cluster>, after: Duration) {
+    tokio::spawn(async move {
+        tokio::time::sleep(after).await;
+        cluster.net.heal_links();
+        cluster.fault("heal-links", String::new());
+    });
+}
