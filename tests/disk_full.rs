@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -15,43 +14,6 @@ use reqwest::StatusCode;
 
 const MIN_FREE: u64 = 64 << 20;
 const TMPFS_MB: u64 = 256;
-
-/// A tmpfs mounted at a directory, unmounted (lazily, so a node still on it does not block it)
-/// on drop.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(at: &Path, size_mb: u64) -> Result<Tmpfs, String> {
-        std::fs::create_dir_all(at).map_err(|e| e.to_string())?;
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size_mb}m"), "tmpfs", path_str(at)])
-            .output()
-            .map_err(|e| e.to_string())?;
-        if !out.status.success() {
-            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-        }
-        Ok(Tmpfs(at.to_path_buf()))
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").args(["-l", path_str(&self.0)]).status();
-    }
-}
-
-/// Bytes available on the filesystem holding `dir`, as `df` reports them.
-fn available(dir: &Path) -> u64 {
-    let out = Command::new("df")
-        .args(["-B1", "--output=avail", path_str(dir)])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .nth(1)
-        .and_then(|l| l.trim().parse().ok())
-        .expect("df prints the available bytes")
-}
 
 async fn put(cluster: &TestCluster, i: usize, key: &str, query: &str) -> (StatusCode, serde_json::Value) {
     let resp = http()

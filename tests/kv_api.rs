@@ -279,3 +279,96 @@ async fn admin_status_metrics_and_health() {
         "n2's status table never showed n3 as {n3_liveness} or worse: {table}"
     );
 }
+
+/// `GET /v1/admin/replica/{key}` answers with the asked node's own copy, not a quorum's: a key
+/// written with n=1 is on its one preferred node only, though a read through any node finds
+/// it; with n=3 every node lists the same sibling (same dot), and after a delete the same
+/// tombstone.
+#[tokio::test(flavor = "multi_thread")]
+async fn admin_replica_shows_one_nodes_own_copy() {
+    use base64::Engine;
+    let engine = base64::engine::general_purpose::STANDARD;
+    let cluster = TestCluster::start(3, "");
+    let http = http();
+    let layout = layout_of(3);
+    let preferred = layout.preference_list(layout.partition_of(b"solo"), 1)[0].to_string();
+
+    let resp = http
+        .put(cluster.kv(0, "solo", "n=1&w=1"))
+        .body("one")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let mut holders = Vec::new();
+    for i in 0..3 {
+        let got = cluster.replica(i, "solo", 1).await.expect("replica answers");
+        assert_eq!(got["node"], cluster.nodes[i].id, "{got}");
+        assert_eq!(
+            (got["n"].as_u64(), got["changing"].as_bool()),
+            (Some(1), Some(false)),
+            "{got}"
+        );
+        assert_eq!(got["preference_list"], serde_json::json!([preferred]), "{got}");
+        if !got["object"].is_null() {
+            let sibs = got["object"]["siblings"].as_array().unwrap();
+            assert_eq!(sibs.len(), 1, "{got}");
+            assert_eq!(engine.decode(sibs[0]["value"].as_str().unwrap()).unwrap(), b"one");
+            holders.push(cluster.nodes[i].id.clone());
+        }
+        // A read through the same node finds it either way.
+        let resp = http.get(cluster.kv(i, "solo", "n=1&r=1")).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+    assert_eq!(holders, [preferred], "only the preferred node holds an n=1 key");
+
+    let resp = http
+        .put(cluster.kv(1, "all", "n=3&w=3"))
+        .body("v")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let ctx = resp.headers()[CTX].to_str().unwrap().to_string();
+    let copies = every_copy(&cluster, "all").await;
+    for c in &copies {
+        assert_eq!(c["object"]["deleted"], false, "{c}");
+        assert_eq!(c["object"]["siblings"].as_array().map(Vec::len), Some(1), "{c}");
+        assert_eq!(c["object"]["siblings"], copies[0]["object"]["siblings"], "{copies:?}");
+        assert_eq!(c["preference_list"], copies[0]["preference_list"], "{copies:?}");
+    }
+    let resp = http
+        .delete(cluster.kv(2, "all", "n=3&w=3"))
+        .header(CTX, ctx)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let copies = every_copy(&cluster, "all").await;
+    for c in &copies {
+        assert_eq!(c["object"]["deleted"], true, "{c}");
+        let sibs = c["object"]["siblings"].as_array().unwrap();
+        assert_eq!(sibs.len(), 1, "{c}");
+        assert!(sibs[0]["value"].is_null(), "a tombstone has no value: {c}");
+        assert_eq!(c["object"]["siblings"], copies[0]["object"]["siblings"], "{copies:?}");
+    }
+
+    assert!(cluster.replica(0, "never-written", 3).await.unwrap()["object"].is_null());
+    for bad in ["n=4", "n=0", "r=1"] {
+        let resp = http
+            .get(cluster.url(0, &format!("/v1/admin/replica/all?{bad}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{bad}");
+    }
+}
+
+/// Every node's `/v1/admin/replica` answer for `key` with n=3.
+async fn every_copy(cluster: &TestCluster, key: &str) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    for i in 0..3 {
+        out.push(cluster.replica(i, key, 3).await.expect("replica answers"));
+    }
+    out
+}

@@ -20,30 +20,6 @@ const FAST: &str = "[swim]\nprobe_interval_ms = 500\nprobe_timeout_ms = 200\npus
 /// Keys the cluster acknowledged, with the n they were written with.
 type Acked = std::sync::Mutex<Vec<(String, u8)>>;
 
-/// Run `shoal admin ARGS --endpoint http://node-i` off the async workers.
-async fn admin_output(cluster: &TestCluster, i: usize, args: &[&str]) -> std::process::Output {
-    let mut all: Vec<String> = std::iter::once("admin")
-        .chain(args.iter().copied())
-        .map(str::to_string)
-        .collect();
-    all.extend(["--endpoint".to_string(), format!("http://{}", cluster.nodes[i].http)]);
-    tokio::task::spawn_blocking(move || run_shoal(&all.iter().map(String::as_str).collect::<Vec<_>>()))
-        .await
-        .unwrap()
-}
-
-/// `shoal admin ARGS`, which must succeed; returns what it printed.
-async fn admin(cluster: &TestCluster, i: usize, args: &[&str]) -> String {
-    let out = admin_output(cluster, i, args).await;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "shoal admin {args:?} failed: {text}");
-    text
-}
-
 /// Writes unique keys until stopped, alternating n=3 and n=2 (both with w=2), through the
 /// founding nodes in turn; records every acknowledged one.
 fn start_writer(

@@ -329,6 +329,20 @@ impl TestCluster {
         self.get_json(i, "/v1/admin/status").await
     }
 
+    /// Node `i`'s own copy of `key` (`GET /v1/admin/replica/{key}`, no quorum), with the key's
+    /// preference list for `n` in its layout; `None` if it does not answer with 200.
+    pub async fn replica(&self, i: usize, key: &str, n: u8) -> Option<serde_json::Value> {
+        let resp = http()
+            .get(self.url(i, &format!("/v1/admin/replica/{key}?n={n}")))
+            .send()
+            .await
+            .ok()?;
+        if resp.status() != reqwest::StatusCode::OK {
+            return None;
+        }
+        resp.json().await.ok()
+    }
+
     /// Node `i`'s Prometheus text.
     pub async fn metrics(&self, i: usize) -> String {
         http()
@@ -465,16 +479,86 @@ pub fn assert_on_preference_lists(cluster: &TestCluster, size: usize, keys: &[(S
 /// Waits until each of nodes 0..`size` sees all of them alive (SWIM can only declare dead a
 /// node it has met).
 pub async fn wait_all_alive(cluster: &TestCluster, size: usize) {
-    let all: Vec<String> = (1..=size).map(|i| format!("n{i}")).collect();
-    let met = eventually(Duration::from_secs(30), || async {
-        for i in 0..size {
+    let all: Vec<usize> = (0..size).collect();
+    assert!(
+        wait_alive(cluster, &all, Duration::from_secs(30)).await,
+        "the {size} nodes did not all see each other alive"
+    );
+}
+
+/// Whether, within `limit`, each of the nodes `nodes` (indices) came to see all of them alive.
+pub async fn wait_alive(cluster: &TestCluster, nodes: &[usize], limit: Duration) -> bool {
+    let ids: Vec<&str> = nodes.iter().map(|&i| cluster.nodes[i].id.as_str()).collect();
+    eventually(limit, || async {
+        for &i in nodes {
             let s = cluster.status(i).await?;
-            if !all.iter().all(|id| liveness_of(&s, id).as_deref() == Some("alive")) {
+            if !ids.iter().all(|id| liveness_of(&s, id).as_deref() == Some("alive")) {
                 return None;
             }
         }
         Some(())
     })
-    .await;
-    assert!(met.is_some(), "the {size} nodes did not all see each other alive");
+    .await
+    .is_some()
+}
+
+/// Run `shoal admin ARGS --endpoint http://node-i` off the async workers.
+pub async fn admin_output(cluster: &TestCluster, i: usize, args: &[&str]) -> std::process::Output {
+    let mut all: Vec<String> = std::iter::once("admin")
+        .chain(args.iter().copied())
+        .map(str::to_string)
+        .collect();
+    all.extend(["--endpoint".to_string(), format!("http://{}", cluster.nodes[i].http)]);
+    tokio::task::spawn_blocking(move || run_shoal(&all.iter().map(String::as_str).collect::<Vec<_>>()))
+        .await
+        .unwrap()
+}
+
+/// `shoal admin ARGS`, which must succeed; returns what it printed.
+pub async fn admin(cluster: &TestCluster, i: usize, args: &[&str]) -> String {
+    let out = admin_output(cluster, i, args).await;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "shoal admin {args:?} failed: {text}");
+    text
+}
+
+/// A tmpfs mounted at a directory, unmounted (lazily, so a node still on it does not block it)
+/// on drop.
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    pub fn mount(at: &Path, size_mb: u64) -> Result<Tmpfs, String> {
+        std::fs::create_dir_all(at).map_err(|e| e.to_string())?;
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size_mb}m"), "tmpfs", path_str(at)])
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        Ok(Tmpfs(at.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").args(["-l", path_str(&self.0)]).status();
+    }
+}
+
+/// Bytes available on the filesystem holding `dir`, as `df` reports them.
+pub fn available(dir: &Path) -> u64 {
+    let out = Command::new("df")
+        .args(["-B1", "--output=avail", path_str(dir)])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .expect("df prints the available bytes")
 }

@@ -1,5 +1,5 @@
-//! The HTTP API: `/v1/kv/{key}`, `/v1/admin/{status,aae,consistency,join,leave,remove}`, `/metrics`,
-//! `/healthz`.
+//! The HTTP API: `/v1/kv/{key}`, `/v1/admin/{status,aae,consistency,join,leave,remove}`,
+//! `/v1/admin/replica/{key}`, `/metrics`, `/healthz`.
 //!
 //! Every request first passes [`guard`]: the connection limit, the bearer token and the scope
 //! its route needs, and the in-flight limit. Handlers then run knowing who asked.
@@ -28,6 +28,7 @@ pub fn router(shared: Arc<NodeShared>) -> Router {
         .route("/v1/kv/{*key}", get(kv).put(kv).delete(kv))
         .route("/v1/admin/status", get(status))
         .route("/v1/admin/aae", get(aae_status))
+        .route("/v1/admin/replica/{*key}", get(replica))
         .route("/v1/admin/consistency", get(consistency))
         .route("/v1/admin/consistency/legs", get(legs).delete(clear_legs))
         .route("/v1/admin/join", post(join))
@@ -469,6 +470,94 @@ async fn aae_status(State(shared): State<Arc<NodeShared>>) -> Response {
 }
 
 #[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplicaParams {
+    n: Option<u8>,
+}
+
+/// This node's own copy of a key, read from its local store alone: no quorum, no other
+/// replica, no read repair, tombstones included (`"value": null`), each sibling with its dot.
+/// With it the key's preference list for `n` in this node's current layout, and whether a
+/// layout change is in flight. For checking convergence replica by replica (tests, debugging).
+async fn replica(
+    State(shared): State<Arc<NodeShared>>,
+    uri: Uri,
+    params: Result<Query<ReplicaParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let p = match params {
+        Ok(Query(p)) => p,
+        Err(e) => return error_response(ApiError::new(400, "invalid_parameter", e.body_text())),
+    };
+    let raw = uri.path().strip_prefix("/v1/admin/replica/").unwrap_or_default();
+    let key = match percent_decode(raw) {
+        Ok(k) if !k.is_empty() => Bytes::from(k),
+        Ok(_) => {
+            return error_response(ApiError::new(400, "invalid_key", "the key must not be empty").with_param("key"))
+        }
+        Err(e) => return error_response(e),
+    };
+    let coordinator = &shared.api.coordinator;
+    let Some(placement) = coordinator.placement() else {
+        return error_response(ApiError::new(
+            503,
+            "not_joined",
+            "this node has not joined a cluster yet (see `shoal admin join`)",
+        ));
+    };
+    let layout = &placement.current;
+    let n = p.n.unwrap_or(coordinator.config().defaults.n);
+    if n == 0 || n as usize > layout.members().len() {
+        return error_response(
+            ApiError::new(
+                400,
+                "invalid_parameter",
+                format!(
+                    "n must be from 1 to the {} members of the current layout, got {n}",
+                    layout.members().len()
+                ),
+            )
+            .with_param("n"),
+        );
+    }
+    let partition = layout.partition_of(&key);
+    let preference_list: Vec<String> = layout
+        .preference_list(partition, n as usize)
+        .iter()
+        .map(|id| id.to_string())
+        .collect();
+    let object = match coordinator.read_local(key).await {
+        Ok(o) => o,
+        Err(e) => return error_response(ApiError::new(500, "storage_error", e)),
+    };
+    let engine = base64::engine::general_purpose::STANDARD;
+    let object = object.map(|o| {
+        let siblings: Vec<_> = o
+            .siblings
+            .siblings()
+            .iter()
+            .map(|s| {
+                let value = match &s.value {
+                    shoal_storage::Value::Data(b) => Some(engine.encode(b)),
+                    shoal_storage::Value::Tombstone => None,
+                };
+                serde_json::json!({"dot": s.dot.to_string(), "value": value})
+            })
+            .collect();
+        serde_json::json!({"n": o.n, "deleted": o.is_deleted(), "siblings": siblings})
+    });
+    axum::Json(serde_json::json!({
+        "node": coordinator.me().to_string(),
+        "partition": partition,
+        "n": n,
+        "layout_epoch": placement.epoch,
+        "changing": placement.changing(),
+        "preference_list": preference_list,
+        "object": object,
+    }))
+    .into_response()
+}
+
+#[derive(serde::Deserialize)]
 struct JoinParams {
     seed: String,
 }
@@ -598,6 +687,7 @@ mod tests {
             (Method::DELETE, "/v1/kv/a", Some(Scope::Write)),
             (Method::GET, "/v1/admin/status", Some(Scope::Admin)),
             (Method::GET, "/v1/admin/consistency", Some(Scope::Admin)),
+            (Method::GET, "/v1/admin/replica/a", Some(Scope::Admin)),
             (Method::DELETE, "/v1/admin/consistency/legs", Some(Scope::Admin)),
             (Method::POST, "/v1/admin/join", Some(Scope::Admin)),
             (Method::GET, "/nowhere", Some(Scope::Read)),
