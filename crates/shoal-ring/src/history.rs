@@ -525,7 +525,13 @@ mod tests {
     #[test]
     fn a_range_given_back_by_the_next_change_is_still_held() {
         let r0 = three();
-        let joined = r0.propose(Change::Join(member("n4")), 3).unwrap().commit().unwrap();
+        let joined = r0
+            .propose(Change::Join(member("n4")), 3)
+            .unwrap()
+            .commit()
+            .unwrap()
+            .finish()
+            .unwrap();
         let (before, after) = (r0.placement().unwrap(), joined.placement().unwrap());
         let leaving = joined.propose(Change::Leave("n4".into()), 3).unwrap();
         let in_flight = leaving.placement().unwrap();
@@ -540,8 +546,8 @@ mod tests {
             }
         }
         assert!(checked > 0, "the join moved nothing");
-        // Once the leave commits, the three-node layout holds them again.
-        let left = leaving.commit().unwrap().placement().unwrap();
+        // Once the leave has finished, the three-node layout holds them again.
+        let left = leaving.commit().unwrap().finish().unwrap().placement().unwrap();
         assert!(["n1", "n2", "n3"].map(NodeId::from).iter().all(|node| moves(
             &after.current,
             &before.current,
