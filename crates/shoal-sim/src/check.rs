@@ -3,7 +3,7 @@
 //!
 //! - **no-lost-writes**: every element added by an acknowledged write is in the key's final
 //!   value (the union of its final siblings' sets), unless a delete whose context covered that
-//!   write was attempted.
+//!   write was attempted, or at least w nodes were removed for good after it began.
 //! - **convergence**: after heal and quiescence every replica of a key holds the same siblings,
 //!   within the run's bound.
 //! - **causality**: no read, and no replica, holds a sibling together with a sibling whose
@@ -231,12 +231,23 @@ pub fn check(history: &History) -> Verdict {
             (key, kept)
         })
         .collect();
+    // A node removed from the cluster (a `remove` fault: its disk is gone for good) may take
+    // writes with it: one acknowledged by w replicas survives fewer than w such losses after
+    // it began, and promises nothing past that (Dynamo's durability is its W copies).
+    let removals: Vec<u64> = history
+        .faults
+        .iter()
+        .filter(|f| f.kind == "remove")
+        .map(|f| f.at_ms)
+        .collect();
+    let durable =
+        |w: &Write| w.acked.is_some() && w.w as usize > removals.iter().filter(|&&t| t >= w.op.invoked_ms).count();
     let empty = Vec::new();
     for (id, w) in &writes {
         let key = &w.op.key;
         let view = final_view.get(key).unwrap_or(&empty);
         // Superseded siblings must be gone once the superseding write was acknowledged.
-        if w.acked.is_some() {
+        if durable(w) {
             for s in view.iter().filter_map(|s| s.write()) {
                 if is_ancestor(s, *id) {
                     let (checker, what) = if w.element.is_none() {
@@ -253,7 +264,7 @@ pub fn check(history: &History) -> Verdict {
             }
         }
         // Every acknowledged element is still there, unless a delete covered its write.
-        if let (Some(_), Some(e)) = (w.acked, w.element) {
+        if let (true, Some(e)) = (durable(w), w.element) {
             if deleted.contains_key(id) {
                 continue;
             }
@@ -463,6 +474,27 @@ mod tests {
             vec![val(1, &[1])],
         );
         assert!(check(&h).ok());
+    }
+
+    /// A node removed for good takes its disk: a w=1 write begun before the removal may be
+    /// gone, a w=2 write must survive one removal.
+    #[test]
+    fn a_removed_node_may_take_only_writes_with_fewer_copies_than_removals() {
+        let removal = |mut h: History| {
+            h.faults.push(Fault {
+                at_ms: 10,
+                kind: "remove".into(),
+                detail: "n3".into(),
+            });
+            h
+        };
+        let h = removal(history(vec![put(0, 1, &[1], &[], 1, true)], vec![]));
+        assert!(check(&h).ok(), "{:?}", check(&h).anomalies);
+        let h = removal(history(vec![put(0, 1, &[1], &[], 2, true)], vec![]));
+        assert_eq!(checkers(&check(&h)), ["no-lost-writes"]);
+        // A write begun after the removal owes nothing to it.
+        let h = removal(history(vec![put(20, 1, &[1], &[], 1, true)], vec![]));
+        assert_eq!(checkers(&check(&h)), ["no-lost-writes"]);
     }
 
     #[test]

@@ -10,6 +10,7 @@
 
 pub mod check;
 pub mod history;
+pub mod layout;
 pub mod net;
 pub mod node;
 pub mod run;

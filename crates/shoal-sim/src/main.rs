@@ -37,6 +37,13 @@ struct Args {
     /// Wipe a node's disk when it crashes (to see the checkers catch lost writes).
     #[arg(long)]
     sabotage_wipe_disk: bool,
+    /// Let the nemesis join, leave and remove nodes too.
+    #[arg(long)]
+    membership: bool,
+    /// Commit layout changes without the retiring phase (to see the checkers catch the
+    /// stale reads it prevents; implies nothing without --membership).
+    #[arg(long)]
+    sabotage_commit_without_retiring: bool,
     /// Threads (each runs whole seeds).
     #[arg(long, default_value_t = std::thread::available_parallelism().map_or(1, |n| n.get()))]
     jobs: usize,
@@ -75,7 +82,13 @@ fn main() {
         c.keys = args.keys;
         c.faults = !args.no_faults;
         c.max_skew = Duration::from_secs(args.max_skew_secs);
-        c.sabotage = args.sabotage_wipe_disk.then_some(Sabotage::WipeDiskOnCrash);
+        c.membership = args.membership;
+        c.sabotage = if args.sabotage_wipe_disk {
+            Some(Sabotage::WipeDiskOnCrash)
+        } else {
+            args.sabotage_commit_without_retiring
+                .then_some(Sabotage::CommitWithoutRetiring)
+        };
         c
     };
     // Everything but the seed selection, so a printed replay command reruns the same run.
@@ -88,6 +101,12 @@ fn main() {
     }
     if args.sabotage_wipe_disk {
         replay_flags.push_str(" --sabotage-wipe-disk");
+    }
+    if args.membership {
+        replay_flags.push_str(" --membership");
+    }
+    if args.sabotage_commit_without_retiring {
+        replay_flags.push_str(" --sabotage-commit-without-retiring");
     }
     let started = Instant::now();
     let reports = run_many(seeds.clone(), args.jobs, configure, |r| {

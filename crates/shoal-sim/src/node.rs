@@ -2,7 +2,7 @@
 //! anti-entropy, SWIM) over the node's fenced store, wired to the simulated network the way
 //! `shoal-node` wires them to QUIC.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,11 +15,12 @@ use shoal_coordinator::{
 };
 use shoal_handoff::{Deliver, DeliveryConfig, HandoffConfig, Hints};
 use shoal_membership::{Liveness, Message, Output, Swim, SwimConfig};
-use shoal_ring::{Layout, NodeId, Placement};
+use shoal_ring::{Layout, LayoutRecord, NodeId};
 use shoal_storage::{Clock, MemoryStore, Object, Replica, ReplicaLimits, Store};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::layout::{boot_state, layout_loop, LayoutState};
 use crate::net::{index_of, node_id, Net};
 use crate::store::FencedStore;
 
@@ -34,6 +35,11 @@ pub struct NodeConfig {
     pub hint_window: Duration,
     pub tombstone_grace: Duration,
     pub request_timeout: Duration,
+    /// How long after a layout change finishes a node drops what it no longer holds.
+    pub drop_delay: Duration,
+    /// Keep the old owners receiving writes after a commit until every node has seen it
+    /// (off only to show the checkers find what goes wrong without it).
+    pub retire_after_commit: bool,
 }
 
 /// A host's wall clock: the run's virtual time, shifted by the host's skew, which the
@@ -81,18 +87,22 @@ pub struct Core {
     pub swim: Mutex<Swim<()>>,
     pub down: Arc<Down>,
     pub inbox: mpsc::UnboundedSender<Message<()>>,
+    pub layout: Mutex<LayoutState>,
+    pub retire_after_commit: bool,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Core {
-    /// Boot incarnation `inc` of node `index` over `disk` and start its loops. `join`: a
-    /// node to send SWIM's join request to.
+    /// Boot incarnation `inc` of node `index` over `disk` and start its loops. The node's
+    /// layout record comes from its disk, else `bootstrap` (a founder's first boot; a spare
+    /// has none until it joins). `join`: a node to send SWIM's join request to.
     #[allow(clippy::too_many_arguments)]
     pub fn boot(
         net: &Arc<Net>,
         index: usize,
         disk: Arc<MemoryStore>,
-        layout: Arc<Layout>,
+        bootstrap: Option<LayoutRecord>,
+        partitions: u32,
         clock: Arc<dyn Clock>,
         config: &NodeConfig,
         swim_seed: u64,
@@ -106,7 +116,8 @@ impl Core {
                 .expect("the in-memory store opens")
                 .with_clock(clock.clone()),
         );
-        let partitions = layout.partitions();
+        let (record, synced) = crate::layout::load(store.as_ref(), bootstrap);
+        let placement = record.as_ref().and_then(|r| r.placement().ok());
         let aae = AntiEntropy::open(
             replica.clone(),
             partitions,
@@ -134,7 +145,7 @@ impl Core {
         let coordinator = Arc::new(
             Coordinator::new(
                 id.clone(),
-                Some(Placement::stable(layout.clone())),
+                placement,
                 replica.clone(),
                 transport,
                 CoordinatorConfig {
@@ -170,6 +181,8 @@ impl Core {
             swim: Mutex::new(swim),
             down,
             inbox: tx,
+            layout: Mutex::new(boot_state(&node_id(index), record, synced)),
+            retire_after_commit: config.retire_after_commit,
             tasks: Mutex::new(Vec::new()),
         });
         net.install(index, core.clone());
@@ -195,12 +208,8 @@ impl Core {
                 },
                 Arc::new(shoal_net::Throttle::new(0.0)),
             )),
-            tokio::spawn(aae_loop(
-                net.clone(),
-                Arc::downgrade(&core),
-                layout,
-                config.aae_interval,
-            )),
+            tokio::spawn(aae_loop(net.clone(), Arc::downgrade(&core), config.aae_interval)),
+            tokio::spawn(layout_loop(net.clone(), Arc::downgrade(&core), config.drop_delay)),
         ];
         *core.tasks.lock() = tasks;
         core
@@ -290,19 +299,38 @@ async fn swim_loop(net: Arc<Net>, core: Arc<Core>, mut inbox: mpsc::UnboundedRec
 }
 
 /// Anti-entropy as the node's repair loop runs it: every tree once per interval, with a live
-/// replica picked by rotation, then tombstone GC where every replica is live.
-async fn aae_loop(net: Arc<Net>, core: std::sync::Weak<Core>, layout: Arc<Layout>, interval: Duration) {
+/// replica picked by rotation, then tombstone GC where every replica is live. Paused while a
+/// layout change is under way (transfers move the data then), and planned again when the
+/// layout changes.
+async fn aae_loop(net: Arc<Net>, core: std::sync::Weak<Core>, interval: Duration) {
     let mut round = 0u64;
     loop {
         round += 1;
         let Some(c) = core.upgrade() else { return };
+        let placement = c.coordinator.placement().filter(|p| !p.changing());
+        let Some(layout) = placement.map(|p| p.current.clone()) else {
+            drop(c);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        };
         let trees = plan_round(c.aae.trees(), &layout, &c.id, c.coordinator.config().defaults.n);
         drop(c);
-        let pause = interval / trees.len().max(1) as u32;
+        if trees.is_empty() {
+            // Not a replica of anything (a node that left, or one not joined yet).
+            tokio::time::sleep(interval).await;
+            continue;
+        }
+        let pause = interval / trees.len() as u32;
         for PlannedTree { partition, n, others } in trees {
             tokio::time::sleep(pause).await;
             let Some(c) = core.upgrade() else { return };
             net.runnable(c.index).await;
+            if c.coordinator
+                .placement()
+                .is_none_or(|p| !Arc::ptr_eq(&p.current, &layout) || p.changing())
+            {
+                break; // the layout changed: plan again
+            }
             let live: Vec<&NodeId> = others.iter().filter(|o| c.is_alive_member(o)).collect();
             if let Some(peer) = pick_peer(&live, round, partition) {
                 let remote = SimRemote::new(&net, &c, peer);
@@ -434,21 +462,56 @@ struct SimDeliver {
 
 impl Deliver for SimDeliver {
     fn ready(&self, owner: &str) -> bool {
-        self.core
-            .upgrade()
-            .is_some_and(|c| c.is_alive_member(&NodeId::from(owner)))
+        let Some(c) = self.core.upgrade() else { return false };
+        let id = NodeId::from(owner);
+        match c.coordinator.placement() {
+            None => false,
+            Some(p) if p.current.member(&id).is_some() => c.is_alive_member(&id),
+            // An owner that left the layout: its hints go to the keys' owners now (as
+            // `shoal-node`'s HintTarget does), once no change is under way.
+            Some(p) => !p.changing(),
+        }
     }
 
     async fn deliver(&self, owner: &str, objects: Vec<(Bytes, Object)>) -> Result<(), String> {
-        let to = index_of(&NodeId::from(owner));
-        flat(
-            self.net
-                .call(self.me, self.inc, to, Duration::from_secs(10), true, move |core| {
-                    let objects = objects.clone();
-                    async move { core.coordinator.apply_batch(objects).await }
-                })
-                .await,
-        )
+        let id = NodeId::from(owner);
+        let Some(c) = self.core.upgrade() else {
+            return Err("stopped".into());
+        };
+        let layout = c.coordinator.layout().ok_or("this node has not joined a cluster yet")?;
+        let mut by_node: BTreeMap<NodeId, Vec<(Bytes, Object)>> = BTreeMap::new();
+        if layout.member(&id).is_some() {
+            by_node.insert(id, objects);
+        } else {
+            for (key, object) in objects {
+                let partition = layout.partition_of(&key);
+                for node in layout.preference_list(partition, object.n as usize) {
+                    by_node
+                        .entry(node.clone())
+                        .or_default()
+                        .push((key.clone(), object.clone()));
+                }
+            }
+        }
+        drop(c);
+        for (node, batch) in by_node {
+            flat(
+                self.net
+                    .call(
+                        self.me,
+                        self.inc,
+                        index_of(&node),
+                        Duration::from_secs(10),
+                        true,
+                        move |core| {
+                            let batch = batch.clone();
+                            async move { core.coordinator.apply_batch(batch).await }
+                        },
+                    )
+                    .await,
+            )?;
+        }
+        Ok(())
     }
 }
 

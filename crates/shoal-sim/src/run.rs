@@ -19,7 +19,7 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use shoal_coordinator::{GetRequest, PutRequest};
 use shoal_membership::SwimConfig;
-use shoal_ring::{Layout, LayoutRecord, Member, RingConfig};
+use shoal_ring::{Change, Layout, LayoutRecord, Member, RingConfig};
 use shoal_storage::{MemoryStore, Object, Value};
 
 use crate::check::{check, Verdict};
@@ -32,12 +32,22 @@ use crate::node::{held, Core, NodeConfig, SkewedClock};
 pub enum Sabotage {
     /// A crash wipes the node's disk, as if writes were acknowledged before they were durable.
     WipeDiskOnCrash,
+    /// A layout commit moves writes to the new owners at once, as Shoal did before the
+    /// retiring phase: nodes that have not heard of the commit read from the old owners.
+    CommitWithoutRetiring,
 }
 
 #[derive(Clone, Debug)]
 pub struct SimConfig {
     pub seed: u64,
+    /// The founding members.
     pub nodes: usize,
+    /// Nodes that may join during the run (each joins at most once).
+    pub spares: usize,
+    /// Let the nemesis change the membership (join, leave, remove) as well. Off in the CI
+    /// range for now: it finds stale reads by nodes that come back with an old layout
+    /// (docs/testing.md), which Shoal does not yet fence off.
+    pub membership: bool,
     pub clients: usize,
     pub keys: usize,
     /// How long the workload and the nemesis run, in virtual time.
@@ -58,6 +68,8 @@ impl SimConfig {
         Self {
             seed,
             nodes: 5,
+            spares: 2,
+            membership: false,
             clients: 4,
             keys: 6,
             chaos: Duration::from_secs(20),
@@ -79,6 +91,8 @@ impl SimConfig {
                 hint_window: Duration::from_secs(4),
                 tombstone_grace: Duration::from_secs(10),
                 request_timeout: Duration::from_millis(1500),
+                drop_delay: Duration::from_secs(2),
+                retire_after_commit: true,
             },
             // Scaled to the grace and window above, as hours and days are in production: with
             // ±2 min of skew, seeds 858 and 2825 brought deleted keys back (docs/testing.md).
@@ -122,7 +136,15 @@ pub fn run(config: &SimConfig) -> RunReport {
 struct Cluster {
     net: Arc<Net>,
     config: SimConfig,
-    layout: Arc<Layout>,
+    /// The founders' first layout.
+    bootstrap: LayoutRecord,
+    /// The layout members as the nemesis made them (founders, joined, not left or removed).
+    members: Mutex<BTreeSet<usize>>,
+    /// Spares that have been started (to join).
+    started: Mutex<BTreeSet<usize>>,
+    /// A membership change is being made: the nemesis runs one at a time, as an operator
+    /// does (two at once race, and the layout keeps only one of them).
+    changing: Mutex<bool>,
     disks: Vec<Mutex<Arc<MemoryStore>>>,
     clocks: Vec<Arc<SkewedClock>>,
     faults: Mutex<Vec<Fault>>,
@@ -133,20 +155,43 @@ struct Cluster {
 const EPOCH_MS: i64 = 1_800_000_000_000;
 
 impl Cluster {
+    fn total(&self) -> usize {
+        self.config.nodes + self.config.spares
+    }
+
     fn boot(&self, i: usize, join: Option<usize>) {
         let clock = self.clocks[i].clone();
         let swim_seed = self.net.with_rng(|r| r.gen());
         let disk = self.disks[i].lock().clone();
+        let mut node = self.config.node.clone();
+        if self.config.sabotage == Some(Sabotage::CommitWithoutRetiring) {
+            node.retire_after_commit = false;
+        }
         Core::boot(
             &self.net,
             i,
             disk,
-            self.layout.clone(),
+            (i < self.config.nodes).then(|| self.bootstrap.clone()),
+            self.bootstrap.config.partitions,
             clock,
-            &self.config.node,
+            &node,
             swim_seed,
             join,
         );
+    }
+
+    fn members(&self) -> Vec<usize> {
+        self.members.lock().iter().copied().collect()
+    }
+
+    /// A member that is up and not paused, other than `not`.
+    fn pick_running(&self, not: Option<usize>) -> Option<usize> {
+        let up: Vec<usize> = self
+            .members()
+            .into_iter()
+            .filter(|i| Some(*i) != not && self.net.is_up(*i) && !self.net.is_paused(*i))
+            .collect();
+        (!up.is_empty()).then(|| up[self.net.with_rng(|r| r.gen_range(0..up.len()))])
     }
 
     fn fault(&self, kind: &str, detail: String) {
@@ -167,46 +212,170 @@ impl Cluster {
         }
     }
 
+    /// Restarts a crashed member (a node that left or was removed stays down).
     fn restart(&self, i: usize) {
-        if !self.net.is_up(i) {
-            let seed = self.net.with_rng(|r| r.gen_range(0..self.config.nodes - 1));
-            let seed = if seed >= i { seed + 1 } else { seed };
+        if !self.net.is_up(i) && self.members.lock().contains(&i) {
+            let others: Vec<usize> = self.members().into_iter().filter(|m| *m != i).collect();
+            let seed = others[self.net.with_rng(|r| r.gen_range(0..others.len()))];
             self.boot(i, Some(seed));
             self.fault("restart", node_id(i).to_string());
         }
     }
+
+    /// Waits (up to 30 s) until the change proposed at `epoch` has finished on a running
+    /// member, then lets the nemesis make the next one.
+    async fn settle(&self, epoch: u64) {
+        let give_up = tokio::time::Instant::now() + Duration::from_secs(30);
+        while tokio::time::Instant::now() < give_up {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let done = self.members().into_iter().any(|i| {
+                self.net
+                    .core(i)
+                    .and_then(|c| c.record())
+                    .is_some_and(|r| r.epoch >= epoch + 2 && r.change().is_none())
+            });
+            if done {
+                break;
+            }
+        }
+        *self.changing.lock() = false;
+    }
+
+    /// Starts spare `s` and has it join through a running member.
+    async fn join(self: &Arc<Self>, s: usize) {
+        let Some(seed) = self.pick_running(None) else {
+            *self.changing.lock() = false;
+            return;
+        };
+        self.started.lock().insert(s);
+        self.boot(s, Some(seed));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // `shoal admin join SEED`: fetch the record from the seed, propose, adopt.
+        let inc = self.net.incarnation(s);
+        let record = self
+            .net
+            .call(s, inc, seed, Duration::from_secs(2), false, |core| async move {
+                core.record()
+            })
+            .await
+            .ok()
+            .flatten();
+        let core = self.net.core(s);
+        let proposed = match (record, &core) {
+            (Some(r), Some(core)) => {
+                core.adopt(&r);
+                r.propose(Change::Join(member(s)), 3).ok()
+            }
+            _ => None,
+        };
+        match (proposed, core) {
+            (Some(p), Some(core)) => {
+                core.adopt(&p);
+                self.members.lock().insert(s);
+                self.fault("join", format!("{} via {}", node_id(s), node_id(seed)));
+                self.settle(p.epoch).await;
+            }
+            _ => {
+                // Refused (a change in flight) or unreachable: the spare goes away unjoined.
+                if let Some(core) = self.net.remove(s) {
+                    core.kill();
+                }
+                *self.disks[s].lock() = Arc::new(MemoryStore::new());
+                self.started.lock().remove(&s);
+                *self.changing.lock() = false;
+            }
+        }
+    }
+
+    /// `shoal admin leave` on member `v`.
+    async fn leave(self: &Arc<Self>, v: usize) {
+        let proposed = self.net.core(v).and_then(|core| {
+            let p = core.record()?.propose(Change::Leave(node_id(v)), 3).ok()?;
+            core.adopt(&p);
+            Some(p)
+        });
+        match proposed {
+            Some(p) => {
+                self.members.lock().remove(&v);
+                self.fault("leave", node_id(v).to_string());
+                self.settle(p.epoch).await;
+            }
+            None => *self.changing.lock() = false,
+        }
+    }
+
+    /// `kill -9` member `v`, then `shoal admin remove` it through a member whose SWIM has
+    /// declared it dead; if none does in time, or the change is refused, `v` comes back.
+    async fn remove(self: &Arc<Self>, v: usize) {
+        self.crash(v);
+        let give_up = tokio::time::Instant::now() + Duration::from_secs(15);
+        while tokio::time::Instant::now() < give_up {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let judges: Vec<usize> = self
+                .members()
+                .into_iter()
+                .filter(|m| *m != v && self.net.is_up(*m) && !self.net.is_paused(*m))
+                .collect();
+            for m in judges {
+                let Some(core) = self.net.core(m) else { continue };
+                let dead = core
+                    .swim
+                    .lock()
+                    .member(&node_id(v))
+                    .is_some_and(|x| x.liveness == shoal_membership::Liveness::Dead);
+                if !dead {
+                    continue;
+                }
+                let proposed = core
+                    .record()
+                    .and_then(|r| r.propose(Change::Remove(node_id(v)), 3).ok());
+                if let Some(p) = proposed {
+                    core.adopt(&p);
+                    self.members.lock().remove(&v);
+                    self.fault("remove", format!("{} via {}", node_id(v), node_id(m)));
+                    drop(core);
+                    self.settle(p.epoch).await;
+                    return;
+                }
+                self.restart(v);
+                *self.changing.lock() = false;
+                return;
+            }
+        }
+        self.restart(v);
+        *self.changing.lock() = false;
+    }
 }
 
-fn layout_for(nodes: usize, partitions: u32) -> Arc<Layout> {
-    let members = (0..nodes)
-        .map(|i| Member {
-            id: node_id(i),
-            zone: "default".into(),
-            weight: 1,
-        })
-        .collect();
+fn member(i: usize) -> Member {
+    Member {
+        id: node_id(i),
+        zone: "default".into(),
+        weight: 1,
+    }
+}
+
+fn bootstrap_for(nodes: usize, partitions: u32) -> LayoutRecord {
     let ring = RingConfig {
         partitions,
         ..RingConfig::default()
     };
-    LayoutRecord::bootstrap(members, ring)
-        .expect("a valid simulated membership")
-        .placement()
-        .expect("a valid simulated layout")
-        .current
+    LayoutRecord::bootstrap((0..nodes).map(member).collect(), ring).expect("a valid simulated membership")
 }
 
 async fn simulate(config: SimConfig) -> RunReport {
     let mut rng = StdRng::seed_from_u64(config.seed);
     let skew_ms = config.max_skew.as_millis() as i64;
-    let skews: Vec<i64> = (0..config.nodes).map(|_| rng.gen_range(-skew_ms..=skew_ms)).collect();
-    let net = Arc::new(Net::new(config.nodes, rng));
+    let total = config.nodes + config.spares;
+    let skews: Vec<i64> = (0..total).map(|_| rng.gen_range(-skew_ms..=skew_ms)).collect();
+    let net = Arc::new(Net::new(total, rng));
     let cluster = Arc::new(Cluster {
         net: net.clone(),
-        layout: layout_for(config.nodes, config.partitions),
-        disks: (0..config.nodes)
-            .map(|_| Mutex::new(Arc::new(MemoryStore::new())))
-            .collect(),
+        bootstrap: bootstrap_for(config.nodes, config.partitions),
+        members: Mutex::new((0..config.nodes).collect()),
+        started: Mutex::new(BTreeSet::new()),
+        changing: Mutex::new(false),
+        disks: (0..total).map(|_| Mutex::new(Arc::new(MemoryStore::new()))).collect(),
         clocks: skews
             .iter()
             .map(|s| {
@@ -245,7 +414,7 @@ async fn simulate(config: SimConfig) -> RunReport {
     // Heal: every node up and running, every link whole, calm weather.
     net.set_weather(Weather::calm());
     net.heal_links();
-    for i in 0..config.nodes {
+    for i in 0..cluster.total() {
         if net.is_paused(i) {
             net.set_paused(i, false);
         }
@@ -268,7 +437,7 @@ async fn simulate(config: SimConfig) -> RunReport {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let unconverged_state = if converged_after_ms.is_none() {
-        (0..config.nodes)
+        (0..cluster.total())
             .filter_map(|i| net.core(i))
             .map(|c| describe(&c))
             .collect()
@@ -280,7 +449,7 @@ async fn simulate(config: SimConfig) -> RunReport {
         converged_after_ms,
         bound_ms: bound.as_millis() as u64,
     };
-    for i in 0..config.nodes {
+    for i in 0..cluster.total() {
         if let Some(core) = net.remove(i) {
             core.kill();
         }
@@ -328,11 +497,13 @@ fn describe(core: &Core) -> String {
         .map(|m| format!("{}:{:?}@{}", m.id, m.liveness, m.incarnation))
         .collect();
     format!(
-        "{} (incarnation {}): members [{}], hints held {:?}",
+        "{} (incarnation {}): members [{}], hints held {:?}, layout {:?}",
         core.id,
         swim.incarnation(),
         others.join(" "),
-        core.hints.pending()
+        core.hints.pending(),
+        core.record()
+            .map(|r| (r.epoch, r.change().map(|(k, n, p)| format!("{k} {n} {p}"))))
     )
 }
 
@@ -360,9 +531,29 @@ fn sibs(object: Option<&Object>) -> Vec<Sib> {
     out
 }
 
+/// The layout the members agree on with no change under way, if they do.
+fn settled_layout(cluster: &Cluster) -> Option<Arc<Layout>> {
+    let mut records = cluster
+        .members()
+        .into_iter()
+        .map(|i| cluster.net.core(i).and_then(|c| c.record()));
+    let first = records.next()??;
+    if first.change().is_some() || !records.all(|r| r.as_ref() == Some(&first)) {
+        return None;
+    }
+    first.placement().ok().map(|p| p.current)
+}
+
 /// What each replica of `key` (its preference list for n = 3) holds.
 fn replicas_of(cluster: &Cluster, key: &str) -> BTreeMap<String, Vec<Sib>> {
-    let layout = &cluster.layout;
+    let layout = &settled_layout(cluster)
+        .or_else(|| {
+            cluster
+                .members()
+                .iter()
+                .find_map(|i| cluster.net.core(*i)?.coordinator.layout())
+        })
+        .unwrap_or_else(|| cluster.bootstrap.placement().expect("a valid layout").current);
     let p = layout.partition_of(key.as_bytes());
     layout
         .preference_list(p, 3)
@@ -375,15 +566,21 @@ fn replicas_of(cluster: &Cluster, key: &str) -> BTreeMap<String, Vec<Sib>> {
         .collect()
 }
 
-/// Every replica of every key agrees and no node still holds hints.
+/// The members agree on a layout with no change under way, every replica of every key
+/// agrees, and no node still holds hints.
 fn quiet(cluster: &Cluster, keys: &[String]) -> bool {
+    if settled_layout(cluster).is_none() {
+        return false;
+    }
     let agree = keys.iter().all(|k| {
         let r = replicas_of(cluster, k);
         let mut sets = r.values();
         let first = sets.next();
         sets.all(|s| Some(s) == first)
     });
-    agree && (0..cluster.config.nodes).all(|i| cluster.net.core(i).is_some_and(|c| c.hints.pending().is_empty()))
+    agree
+        && (0..cluster.total()).all(|i| cluster.net.core(i).is_none_or(|c| c.hints.pending().is_empty()))
+        && cluster.members().iter().all(|i| cluster.net.is_up(*i))
 }
 
 /// One client: read a key, add an element to the union of its siblings' sets (or, now and
@@ -396,7 +593,10 @@ async fn client(cluster: Arc<Cluster>, client: u32, seed: u64, end: tokio::time:
     let timeout = config.node.request_timeout + Duration::from_millis(500);
     while tokio::time::Instant::now() < end {
         tokio::time::sleep(Duration::from_millis(rng.gen_range(1..=30))).await;
-        let up: Vec<usize> = (0..config.nodes).filter(|i| net.is_up(*i)).collect();
+        // Any node that is up and has a layout (a member, a joiner, or one leaving).
+        let up: Vec<usize> = (0..cluster.total())
+            .filter(|i| net.core(*i).is_some_and(|c| c.coordinator.placement().is_some()))
+            .collect();
         if up.is_empty() {
             continue;
         }
@@ -523,24 +723,45 @@ where
 /// minority of five) are down or paused at once, so quorums stay possible.
 async fn nemesis(cluster: Arc<Cluster>, end: tokio::time::Instant) {
     let net = cluster.net.clone();
-    let nodes = cluster.config.nodes;
-    let max_out = (nodes - 1) / 2;
+    let nodes = cluster.total();
     while tokio::time::Instant::now() < end {
         let wait = net.with_rng(|r| Duration::from_millis(r.gen_range(300..2000)));
         tokio::time::sleep(wait).await;
         if tokio::time::Instant::now() >= end {
             break;
         }
-        let out = (0..nodes).filter(|i| !net.is_up(*i) || net.is_paused(*i)).count();
+        let members = cluster.members();
+        let max_out = (members.len() - 1) / 2;
+        let out = members.iter().filter(|i| !net.is_up(**i) || net.is_paused(**i)).count();
+        // Kinds 7..10 change the membership.
+        let kinds = if cluster.config.membership { 10 } else { 7 };
         let (kind, victim, lasts) = net.with_rng(|r| {
             (
-                r.gen_range(0..7u8),
-                r.gen_range(0..nodes),
+                r.gen_range(0..kinds),
+                members[r.gen_range(0..members.len())],
                 Duration::from_millis(r.gen_range(200..8000)),
             )
         });
         let c = cluster.clone();
+        // Membership changes keep at least four members, so that n = 3 leaves a fallback.
+        let spare = (cluster.config.nodes..nodes).find(|s| !cluster.started.lock().contains(s));
+        let runs = |i: usize| net.is_up(i) && !net.is_paused(i);
+        let idle = cluster.config.membership && !*cluster.changing.lock();
+        let begin = || *cluster.changing.lock() = true;
         match kind {
+            7 if idle && spare.is_some() => {
+                begin();
+                let s = spare.expect("checked");
+                tokio::spawn(async move { c.join(s).await });
+            }
+            8 if idle && members.len() > 4 && runs(victim) => {
+                begin();
+                tokio::spawn(async move { c.leave(victim).await });
+            }
+            9 if idle && members.len() > 4 && out < max_out && runs(victim) => {
+                begin();
+                tokio::spawn(async move { c.remove(victim).await });
+            }
             0 | 1 if out < max_out && net.is_up(victim) && !net.is_paused(victim) => {
                 cluster.crash(victim);
                 tokio::spawn(async move {
