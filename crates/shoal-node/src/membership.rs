@@ -580,17 +580,8 @@ impl Membership {
             }
             let record = rx.borrow_and_update().clone();
             if let (Some(old), Some(new)) = (&last, &record) {
-                // The layout this node held data for before the change that just ended: the
-                // retiring one, or (when gossip skipped the commit) the one that was current.
-                let before = match (&old.retiring, &old.next) {
-                    (Some(r), _) => Some((r.layout_epoch, r.members.clone())),
-                    (None, Some(_)) => Some((old.current_epoch, old.current.clone())),
-                    (None, None) => None,
-                };
-                if let Some((epoch, members)) = before.filter(|_| new.retiring.is_none()) {
-                    if new.current_epoch > epoch {
-                        self.clone().after_commit(epoch, members, new.clone());
-                    }
+                if let Some((epoch, members)) = new.ended_change_from(old) {
+                    self.clone().after_commit(epoch, members, new.clone());
                 }
             }
             last = record;

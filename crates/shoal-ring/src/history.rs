@@ -320,6 +320,18 @@ impl LayoutRecord {
         })
     }
 
+    /// When this record, adopted after `old`, ends a change (it finished, or gossip skipped
+    /// past its commit): the version and members of the layout nodes held data under before
+    /// that change, from which each drops what it no longer holds.
+    pub fn ended_change_from(&self, old: &LayoutRecord) -> Option<(u64, Vec<Member>)> {
+        let before = match (&old.retiring, &old.next) {
+            (Some(r), _) => (r.layout_epoch, r.members.clone()),
+            (None, Some(_)) => (old.current_epoch, old.current.clone()),
+            (None, None) => return None,
+        };
+        (self.retiring.is_none() && self.current_epoch > before.0).then_some(before)
+    }
+
     /// The layouts the request path uses.
     pub fn placement(&self) -> Result<Placement, RingError> {
         Ok(Placement {
@@ -493,6 +505,14 @@ mod tests {
         assert!(r3.finish().is_none());
         assert!(r3.placement().unwrap().companion().is_none());
         r3.propose(Change::Join(member("n5")), 3).unwrap();
+        // Drops wait for the finish, and then start from the layout before the change,
+        // whether or not gossip brought the commit in between.
+        assert_eq!(r1.ended_change_from(&r0), None);
+        assert_eq!(r2.ended_change_from(&r1), None);
+        let before = Some((1, r0.current.clone()));
+        assert_eq!(r3.ended_change_from(&r2), before);
+        assert_eq!(r3.ended_change_from(&r1), before);
+        assert_eq!(r3.ended_change_from(&r3), None);
     }
 
     /// While a commit retires the old layout, a write must reach W of both preference lists:

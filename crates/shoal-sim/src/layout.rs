@@ -298,17 +298,6 @@ pub fn boot_state(id: &NodeId, record: Option<LayoutRecord>, synced: u64) -> Lay
     }
 }
 
-/// The layout before a change that just ended: the retiring one, or (when gossip skipped
-/// the commit) the one that was current while it streamed.
-fn before(old: &LayoutRecord, new: &LayoutRecord) -> Option<(u64, Vec<Member>)> {
-    let before = match (&old.retiring, &old.next) {
-        (Some(r), _) => Some((r.layout_epoch, r.members.clone())),
-        (None, Some(_)) => Some((old.current_epoch, old.current.clone())),
-        (None, None) => None,
-    };
-    before.filter(|(epoch, _)| new.retiring.is_none() && new.current_epoch > *epoch)
-}
-
 /// The layout loop: gossip, commit and finish, stream in, and drop after a change.
 pub async fn layout_loop(net: Arc<Net>, core: Weak<Core>, drop_delay: Duration) {
     let mut last: Option<LayoutRecord> = core.upgrade().and_then(|c| c.record());
@@ -338,7 +327,7 @@ pub async fn layout_loop(net: Arc<Net>, core: Weak<Core>, drop_delay: Duration) 
         c.stream_in(&net).await;
         let record = c.record();
         if let (Some(old), Some(new)) = (&last, &record) {
-            if let Some((epoch, members)) = before(old, new) {
+            if let Some((epoch, members)) = new.ended_change_from(old) {
                 tokio::spawn(drop_lost(
                     net.clone(),
                     Arc::downgrade(&c),
