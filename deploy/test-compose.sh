@@ -227,7 +227,12 @@ ok "n3 disconnected from $PEER_NET (its HTTP port stays published on the front n
 req PUT n3 "/v1/kv/part-n3-w2?w=2&timeout_ms=2000" "x"
 [ "$STATUS" = 503 ] || fail "PUT w=2 through the partitioned n3: expected 503, got $STATUS $BODY"
 ok "PUT w=2 via n3: 503 (n3 reaches no other replica)"
-expect_put n3 part-from-n3 "written-on-n3-side" "w=1"
+# Cut off from every peer, n3's layout lease lapses (a second or two): it no longer answers
+# alone, in case the others changed the layout without it (docs/architecture.md).
+lease_lapsed() { req PUT n3 "/v1/kv/part-from-n3?w=1&timeout_ms=1000" "written-on-n3-side"; [ "$STATUS" = 503 ]; }
+wait_for 30 "n3, cut off from every peer, stops acknowledging writes alone" lease_lapsed
+case "$BODY" in *"layout lease lapsed"*) ;; *) fail "the 503 does not name the layout lease: $BODY" ;; esac
+ok "PUT w=1 via n3: 503 naming the lapsed layout lease"
 for i in 1 2 3 4 5; do expect_put n1 "part-$i" "written-during-partition-$i" "w=2&timeout_ms=1000"; done
 req GET n2 "/v1/kv/via-n1?r=2"
 ctx="$(header x-shoal-context)"
@@ -235,10 +240,9 @@ if [ "$STATUS" != 200 ] || [ -z "$ctx" ]; then fail "GET via-n1 via n2: expected
 req PUT n2 "/v1/kv/via-n1?w=2&timeout_ms=1000" "overwritten-during-partition" "$ctx"
 [ "$STATUS" = 204 ] || fail "PUT via-n1 via n2 with the read's context: expected 204, got $STATUS $BODY"
 ok "PUT via-n1=overwritten-during-partition via n2 with the context of a read (replaces the old value)"
-req GET n3 "/v1/kv/part-1?r=1"
-[ "$STATUS" = 404 ] || fail "GET part-1 via the partitioned n3 (r=1): expected 404, got $STATUS $BODY"
-ok "GET part-1 via n3 (r=1): 404, n3 has not seen it"
-expect_get n3 via-n1 value-from-n1 "r=1"
+req GET n3 "/v1/kv/part-1?r=1&timeout_ms=1000"
+[ "$STATUS" = 503 ] || fail "GET part-1 via the partitioned n3 (r=1): expected 503, got $STATUS $BODY"
+ok "GET part-1 via n3 (r=1): 503, n3 does not answer alone from a layout no peer has confirmed"
 last_write=$SECONDS
 wait_for 60 "n1's SWIM declares n3 dead" is_dead n1 n3
 wait_for 60 "n3's SWIM declares n1 dead" is_dead n3 n1
@@ -259,11 +263,10 @@ wait_for 60 "n3 sees 3 members alive" alive_seen_by n3 3
 wait_for 60 "n1 sees 3 members alive" alive_seen_by n1 3
 wait_for 120 "n3's Merkle trees equal n1's: the replicas converged" trees_equal n1 n3
 wait_for 60 "n2's Merkle trees equal n1's" trees_equal n1 n2
-# At least 8 key copies: part-1..5 and via-n1 to n3, part-from-n3 to n1 and to n2.
+# At least 6 key copies: part-1..5 and via-n1 to n3 (part-from-n3, stored on n3 though not
+# acknowledged, may go to n1 and n2 too).
 repaired_since_reaches() { [ $(($(repaired_all) - $1)) -ge "$2" ]; }
-wait_for 30 "anti-entropy counts at least 8 repaired copies since the heal" repaired_since_reaches "$before" 8
+wait_for 30 "anti-entropy counts at least 6 repaired copies since the heal" repaired_since_reaches "$before" 6
 ok "anti-entropy repaired $(($(repaired_all) - before)) key copies after the heal"
 for i in 1 2 3 4 5; do expect_get n3 "part-$i" "written-during-partition-$i" "r=1"; done
 expect_get n3 via-n1 overwritten-during-partition "r=1"
-expect_get n1 part-from-n3 written-on-n3-side "r=1"
-expect_get n2 part-from-n3 written-on-n3-side "r=1"

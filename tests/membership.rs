@@ -420,3 +420,225 @@ async fn an_interrupted_transfer_resumes_after_kill9() {
         assert_eq!(resp.status(), StatusCode::OK, "resume-{i:05} unreadable after the join");
     }
 }
+
+/// Preloads `count` keys `{prefix}-NNNNN` at n=3, w=3 through the nodes `through` in turn.
+async fn write_all_three(cluster: &TestCluster, prefix: &str, count: usize, through: &[usize]) -> Vec<(String, u8)> {
+    let http = http();
+    let mut keys = Vec::new();
+    for i in 0..count {
+        let key = format!("{prefix}-{i:05}");
+        let resp = http
+            .put(cluster.kv(through[i % through.len()], &key, "n=3&w=3"))
+            .body(format!("value-{i}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::NO_CONTENT, "writing {key}");
+        keys.push((key, 3));
+    }
+    keys
+}
+
+/// Waits until node `judge` sees node `id` dead.
+async fn wait_dead(cluster: &TestCluster, judge: usize, id: &str) {
+    let dead = eventually(Duration::from_secs(30), || async {
+        let s = cluster.status(judge).await?;
+        (liveness_of(&s, id).as_deref() == Some("dead")).then_some(())
+    })
+    .await;
+    assert!(dead.is_some(), "{id} was never declared dead");
+}
+
+/// The layout epoch `shoal admin join|leave|remove --no-wait` printed ("... at layout epoch N").
+fn accepted_epoch(out: &str) -> u64 {
+    out.split("at layout epoch ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no epoch in {out:?}"))
+}
+
+/// Waits until each of `nodes` has finished the change proposed at `epoch` and swept what it
+/// no longer owns (its `swept_epoch` is the current layout's).
+async fn wait_finished_and_swept(cluster: &TestCluster, nodes: &[usize], epoch: u64) {
+    let done = eventually(Duration::from_secs(90), || async {
+        for &i in nodes {
+            let s = cluster.status(i).await?;
+            let layout = &s["layout"];
+            if !layout["transition"].is_null() || layout["epoch"].as_u64()? < epoch + 2 {
+                return None;
+            }
+            let version = layout["version"].as_u64()?;
+            let me = s["node"]["id"].as_str()?;
+            let member = s["members"].as_array()?.iter().find(|m| m["id"] == me)?;
+            if member["swept_epoch"].as_u64()? < version {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+    assert!(
+        done.is_some(),
+        "the change of epoch {epoch} did not finish and sweep on {nodes:?}:\n{}",
+        cluster.log(0)
+    );
+}
+
+/// No member is excused: a join proposed while a member is down (kill -9, declared dead by
+/// SWIM) stays unfinished, and says whom it waits for, until that member is back; then it
+/// finishes by itself, the returning member serves every w=3 write at r=1, and every key sits
+/// on exactly its preference list.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_waits_for_a_member_that_is_down() {
+    let mut cluster = TestCluster::start_with(5, 4, FAST);
+    wait_all_alive(&cluster, 4).await;
+    let keys = write_all_three(&cluster, "down", 400, &[0, 1, 2, 3]).await;
+    cluster.kill9(2);
+    wait_dead(&cluster, 0, "n3").await;
+    cluster.spawn(4);
+    cluster.wait_ready(4);
+    let seed = cluster.nodes[0].peer.to_string();
+    let epoch = accepted_epoch(&admin(&cluster, 4, &["join", &seed, "--no-wait"]).await);
+    // Three times the shortest suspicion timeout (2 s with FAST): the old engine finished the
+    // change without n3 in well under that.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    for i in [0, 1, 3, 4] {
+        let s = cluster.status(i).await.expect("status");
+        let t = &s["layout"]["transition"];
+        assert!(!t.is_null(), "n{} finished the join while n3 was down: {s}", i + 1);
+        if i == 0 {
+            let waits: Vec<&serde_json::Value> = t["waiting_for"].as_array().expect("waiting_for").iter().collect();
+            assert!(
+                waits.iter().any(|w| w["node"] == "n3" && w["liveness"] == "dead"),
+                "the change does not say it waits for n3: {t}"
+            );
+            assert!(t["blocked_secs"].as_f64().unwrap_or(0.0) > 1.0, "blocked_secs: {t}");
+        }
+    }
+    let blocked = metric_value(&cluster.metrics(0).await, "shoal_layout_blocked_seconds").unwrap_or(0.0);
+    assert!(blocked > 1.0, "shoal_layout_blocked_seconds = {blocked}");
+    let status_out = admin(&cluster, 0, &["status"]).await;
+    assert!(
+        status_out.contains("waiting: n3 has not adopted layout epoch"),
+        "{status_out}"
+    );
+    eprintln!("join of n5 blocked on dead n3 for 6 s (blocked_secs {blocked:.1}); restarting n3");
+
+    cluster.spawn(2);
+    cluster.wait_ready(2);
+    wait_finished_and_swept(&cluster, &[0, 1, 2, 3, 4], epoch).await;
+    let http = http();
+    for (key, _) in &keys {
+        let resp = http.get(cluster.kv(2, key, "r=1")).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{key} through n3 at r=1");
+    }
+    for i in 0..5 {
+        cluster.stop(i);
+    }
+    let copies = assert_on_preference_lists(&cluster, 5, &keys);
+    eprintln!("after n3 returned the join finished; {copies:?} keys read back through n3 at r=1 and sit on their preference lists");
+}
+
+/// `shoal admin skip` lets a change go on without a dead member; when that member resumes
+/// with its old layout, peers fence its requests, its reads are fresh, and what it held in the
+/// ranges it lost ends up on their owners and gone from it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_skipped_member_is_fenced_when_it_returns() {
+    let mut cluster = TestCluster::start_with(5, 4, FAST);
+    wait_all_alive(&cluster, 4).await;
+    let mut keys = write_all_three(&cluster, "skip", 400, &[0, 1, 2, 3]).await;
+    // Live members cannot be skipped.
+    let refused = admin_output(&cluster, 0, &["skip", "n2"]).await;
+    assert!(!refused.status.success(), "skipping a live node was accepted");
+    cluster.signal(2, "-STOP");
+    wait_dead(&cluster, 0, "n3").await;
+    cluster.spawn(4);
+    cluster.wait_ready(4);
+    let seed = cluster.nodes[0].peer.to_string();
+    let epoch = accepted_epoch(&admin(&cluster, 4, &["join", &seed, "--no-wait"]).await);
+    let blocked = eventually(Duration::from_secs(30), || async {
+        let s = cluster.status(0).await?;
+        let waits = s["layout"]["transition"]["waiting_for"].as_array()?.clone();
+        waits.iter().any(|w| w["node"] == "n3").then_some(())
+    })
+    .await;
+    assert!(blocked.is_some(), "n1 never saw the join wait for n3");
+    let out = admin(&cluster, 0, &["skip", "n3"]).await;
+    assert!(out.contains("skipped n3"), "{out}");
+    wait_finished_and_swept(&cluster, &[0, 1, 3, 4], epoch).await;
+    // Writes the four-node side acknowledges while n3 sleeps: n3 has none of them.
+    keys.extend(write_all_three(&cluster, "later", 200, &[0, 1, 3, 4]).await);
+    let fenced_before = fenced_total(&cluster, &[0, 1, 3, 4]).await;
+
+    // Reads queued at n3 while it is stopped run the moment it resumes, on its old layout.
+    // r=2: n3's own copy misses these writes until their hints reach it (sloppy quorum), so
+    // only a read that must hear from another owner is promised to be fresh.
+    let http = http();
+    let mut reads = Vec::new();
+    for (key, _) in keys.iter().filter(|(k, _)| k.starts_with("later")).take(40) {
+        let (http, url, key) = (http.clone(), cluster.kv(2, key, "r=2"), key.clone());
+        reads.push(tokio::spawn(async move { (key, http.get(url).send().await) }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cluster.signal(2, "-CONT");
+    for read in reads {
+        let (key, resp) = read.await.unwrap();
+        let resp = resp.unwrap();
+        assert_eq!(
+            resp.status(),
+            StatusCode::OK,
+            "{key} through n3 at r=2 right after it resumed"
+        );
+    }
+    let fenced = fenced_total(&cluster, &[0, 1, 3, 4]).await - fenced_before;
+    assert!(fenced >= 1.0, "no request of the returning n3 was fenced");
+    wait_finished_and_swept(&cluster, &[2], epoch).await;
+    wait_hints_delivered(&cluster, &[0, 1, 2, 3, 4]).await;
+    let handed = metric_value(&cluster.metrics(2).await, "shoal_strays_handed_off_total").unwrap_or(0.0);
+    for (key, _) in &keys {
+        let resp = http.get(cluster.kv(2, key, "r=1")).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{key} through n3 at r=1");
+    }
+    for i in 0..5 {
+        cluster.stop(i);
+    }
+    let copies = assert_on_preference_lists(&cluster, 5, &keys);
+    eprintln!(
+        "skipped n3 resumed: {fenced} of its requests fenced, {handed} strays handed off; {copies:?} keys on their preference lists"
+    );
+}
+
+/// `shoal_layout_fenced_total` summed over every kind and the given nodes.
+async fn fenced_total(cluster: &TestCluster, nodes: &[usize]) -> f64 {
+    let mut total = 0.0;
+    for &i in nodes {
+        let text = cluster.metrics(i).await;
+        total += text
+            .lines()
+            .filter(|l| l.starts_with("shoal_layout_fenced_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>();
+    }
+    total
+}
+
+/// Waits until none of `nodes` holds a hint (`shoal_hints_pending` is 0 for every target).
+async fn wait_hints_delivered(cluster: &TestCluster, nodes: &[usize]) {
+    let drained = eventually(Duration::from_secs(60), || async {
+        for &i in nodes {
+            let text = cluster.metrics(i).await;
+            let pending: f64 = text
+                .lines()
+                .filter(|l| l.starts_with("shoal_hints_pending"))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum();
+            if pending > 0.0 {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+    assert!(drained.is_some(), "hints were still pending after 60 s");
+}

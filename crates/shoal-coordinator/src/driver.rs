@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
-use shoal_handoff::Hints;
+use shoal_handoff::{Hints, StrayOwners};
 use shoal_pbs::{Leg, LegLog, Profile};
 use shoal_ring::{Layout, NodeId, Placement};
 use shoal_storage::{Object, Replica, ReplicaError, Store, StoreError, Value};
@@ -27,10 +27,15 @@ pub type TransportFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 /// How the coordinator reaches other nodes. Implemented over QUIC by the node, and by the
 /// simulator over its virtual network. `Err(String)` means the replica could not be reached
 /// or failed; the string is reported to the client as the reason.
+///
+/// Replica requests carry `epoch`, the coordinator's layout epoch, for epoch fencing: the
+/// replica refuses one older than [`Coordinator::check_fence`] allows, and answers with its
+/// layout record, which the transport hands to membership before reporting the refusal.
 pub trait Transport: Send + Sync + 'static {
     fn replica_put(
         &self,
         node: &NodeId,
+        epoch: u64,
         key: Bytes,
         object: Arc<Object>,
         timeout: Duration,
@@ -38,6 +43,7 @@ pub trait Transport: Send + Sync + 'static {
     fn replica_get(
         &self,
         node: &NodeId,
+        epoch: u64,
         key: Bytes,
         timeout: Duration,
     ) -> TransportFuture<Result<Option<Object>, String>>;
@@ -46,6 +52,7 @@ pub trait Transport: Send + Sync + 'static {
     fn hinted_put(
         &self,
         node: &NodeId,
+        epoch: u64,
         owner: &NodeId,
         key: Bytes,
         object: Arc<Object>,
@@ -55,6 +62,7 @@ pub trait Transport: Send + Sync + 'static {
     fn hinted_get(
         &self,
         node: &NodeId,
+        epoch: u64,
         owner: &NodeId,
         key: Bytes,
         timeout: Duration,
@@ -181,6 +189,47 @@ impl From<ReplicaError> for CoordError {
     }
 }
 
+/// Epoch fencing refused a peer's replica request: the coordinator's layout is older than
+/// this replica's placement serves (see [`Placement::fence`]).
+#[derive(Debug, thiserror::Error, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[error("stale layout: the coordinator's layout epoch {epoch} is older than epoch {fence}, the oldest this replica serves; the coordinator has been sent the newer layout")]
+pub struct StaleLayout {
+    pub epoch: u64,
+    pub fence: u64,
+}
+
+/// Why a node did not take a handoff (see [`Coordinator::check_handoff`]).
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum HandoffRefused {
+    /// The sender's layout is older: it is sent this node's record, and tries again.
+    #[error(transparent)]
+    Stale(StaleLayout),
+    /// Not now (a change in flight, this node behind, a storage error): try again later.
+    #[error("{0}")]
+    Busy(String),
+}
+
+/// What [`Coordinator::replicate`] needs besides the placement and the object.
+#[derive(Clone, Copy)]
+struct Fanout {
+    partition: u32,
+    n: u8,
+    w: u8,
+    sloppy: bool,
+    deadline: Instant,
+    /// The object is already in this node's replica (it coordinated the write there).
+    written_here: bool,
+}
+
+/// Why a coordinator's own replica did not count (see [`CoordinatorConfig::layout_lease`]).
+const LEASE_LAPSED: &str = "layout lease lapsed: this node has not heard from a peer lately (it was paused, \
+     restarted, or is cut off from every peer), so its own copy counts only alongside a peer's, in case the \
+     cluster changed its layout without it";
+
+/// How many times a request runs again when a replica's fence taught its coordinator a newer
+/// layout while it ran.
+const LAYOUT_RETRIES: usize = 2;
+
 #[derive(Clone, Debug)]
 pub struct CoordinatorConfig {
     pub defaults: RequestDefaults,
@@ -197,6 +246,13 @@ pub struct CoordinatorConfig {
     /// rather than on tokio's millisecond timer (which rounds a 0.26 ms draw up to 1–2 ms).
     /// Off only in tests that run on tokio's paused clock.
     pub precise_delays: bool,
+    /// The layout lease: how long after its last sign from a peer that its layout is current
+    /// (see [`Coordinator::renew_layout_lease`]) this node counts its own replica toward R and
+    /// W on its own. Past it (a node back from a SIGSTOP or a crash, or cut off from every
+    /// peer) its own replica counts only once a peer has accepted the request too, so a node
+    /// the cluster went on without cannot answer from an old layout alone. Must be shorter
+    /// than SWIM takes to declare a node dead. Zero turns the lease off.
+    pub layout_lease: Duration,
 }
 
 impl Default for CoordinatorConfig {
@@ -210,6 +266,7 @@ impl Default for CoordinatorConfig {
             sloppy_quorum: true,
             inject: None,
             precise_delays: true,
+            layout_lease: Duration::ZERO,
         }
     }
 }
@@ -233,6 +290,8 @@ pub struct Coordinator<S: Store, T: Transport> {
     config: CoordinatorConfig,
     /// Measured WARS legs per replica, for the live consistency prediction.
     legs: Arc<LegLog>,
+    /// Until when this node's layout counts as confirmed (see `layout_lease`).
+    lease: parking_lot::Mutex<Option<Instant>>,
 }
 
 /// Samples kept per leg and peer: enough for the model's tails (p99.9 needs a thousand).
@@ -344,6 +403,7 @@ impl<S: Store, T: Transport> Coordinator<S, T> {
             transport,
             config,
             legs: Arc::new(LegLog::new(LEG_SAMPLES)),
+            lease: parking_lot::Mutex::new(None),
         }
     }
 
@@ -474,10 +534,144 @@ impl<S: Store, T: Transport> Coordinator<S, T> {
             .min(self.config.max_timeout)
     }
 
+    /// Where this node's strays go, asking the newest placement each time: the keys' current
+    /// owners, or nowhere while this node still holds them, or has no layout (see
+    /// [`shoal_handoff::hand_off_strays`]).
+    pub fn stray_owners(self: &Arc<Self>) -> StrayOwners {
+        let this = self.clone();
+        Arc::new(move |partition, n| {
+            let owners = this.placement()?.stray_owners(&this.me, partition, n)?;
+            Some(owners.iter().map(|id| id.to_string()).collect())
+        })
+    }
+
+    /// Epoch fencing, on the replica side: whether this node serves a peer's replica request
+    /// of `kind` (put, get, hint, ...) made under layout epoch `epoch`. A node that has not
+    /// joined a cluster serves none anyway (it cannot place a key), so it fences nothing.
+    pub fn check_fence(&self, kind: &'static str, epoch: u64) -> Result<(), StaleLayout> {
+        let fence = self.placement().map_or(0, |p| p.fence());
+        if epoch < fence {
+            metrics::counter!("shoal_layout_fenced_total", "kind" => kind).increment(1);
+            return Err(StaleLayout { epoch, fence });
+        }
+        Ok(())
+    }
+
+    /// Whether this node takes a handoff of `kind` (hint delivery, stray handoff, an
+    /// anti-entropy exchange) from a peer on layout epoch `epoch`: only when both hold the same
+    /// stable layout. Unlike a coordinated write, a handoff reaches one owner, not the write
+    /// set of both layouts, so during a change it could land on an owner that is about to
+    /// drop the range after the gaining node streamed it (a lost write), and a peer on another
+    /// layout may not even be sending to an owner. Returns the placement to hold while the
+    /// handoff is stored: a newer change is announced as seen only once it is let go.
+    pub fn check_handoff(&self, kind: &'static str, epoch: u64) -> Result<Arc<Placement>, HandoffRefused> {
+        let placement = self.placed(kind).map_err(|e| HandoffRefused::Busy(e.to_string()))?;
+        if epoch < placement.epoch {
+            metrics::counter!("shoal_layout_fenced_total", "kind" => kind).increment(1);
+            return Err(HandoffRefused::Stale(StaleLayout {
+                epoch,
+                fence: placement.epoch,
+            }));
+        }
+        if epoch > placement.epoch || placement.changing() {
+            return Err(HandoffRefused::Busy(format!(
+                "this node is on layout epoch {}{} and the sender on {epoch}: handoffs wait for both to hold \
+                 the same stable layout",
+                placement.epoch,
+                if placement.changing() {
+                    " with a change in flight"
+                } else {
+                    ""
+                },
+            )));
+        }
+        Ok(placement)
+    }
+
+    /// Stores a handoff (see [`Self::check_handoff`]) of objects this node owns. A key it
+    /// does not own refuses the whole batch: the sender routed it by the same layout, so a
+    /// mismatch means a bug or a forged request, not a race.
+    pub async fn accept_handoff(
+        &self,
+        kind: &'static str,
+        epoch: u64,
+        objects: Vec<(Bytes, Object)>,
+    ) -> Result<(), HandoffRefused> {
+        let placement = self.check_handoff(kind, epoch)?;
+        let mut placed = Vec::with_capacity(objects.len());
+        for (key, object) in objects {
+            let partition = placement.current.partition_of(&key);
+            if !placement.holds(&self.me, partition, object.n) {
+                return Err(HandoffRefused::Busy(format!(
+                    "this node does not own partition {partition} for n = {} at layout epoch {epoch}",
+                    object.n
+                )));
+            }
+            placed.push((partition, key, object));
+        }
+        let replica = self.replica.clone();
+        let stored = shoal_storage::blocking(move || {
+            for (partition, key, object) in placed {
+                replica
+                    .apply_from_peer(partition, &key, &object)
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok::<_, String>(())
+        })
+        .await
+        .and_then(|r| r);
+        drop(placement);
+        stored.map_err(HandoffRefused::Busy)
+    }
+
+    /// A sign from a peer that this node's layout is current: membership adopted a record, or
+    /// exchanged layouts with a peer whose record was no newer, or a peer accepted a replica
+    /// request.
+    pub fn renew_layout_lease(&self) {
+        if !self.config.layout_lease.is_zero() {
+            *self.lease.lock() = Some(Instant::now() + self.config.layout_lease);
+        }
+    }
+
+    /// Whether the layout lease is current (always, with the lease off). A node alone in its
+    /// layout needs none: no change can go on without it (every member must see each step),
+    /// and nobody else could skip it.
+    pub fn layout_confirmed(&self) -> bool {
+        let alone = || {
+            self.placement()
+                .is_some_and(|p| p.companion().is_none() && p.current.members().len() == 1)
+        };
+        self.config.layout_lease.is_zero() || self.lease.lock().is_some_and(|until| Instant::now() < until) || alone()
+    }
+
+    /// Waits until the layout lease is renewed (by gossip) or `deadline`; returns whether it was.
+    async fn await_lease(&self, deadline: Instant) -> bool {
+        loop {
+            if self.layout_confirmed() {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10).min(deadline - Instant::now())).await;
+        }
+    }
+
+    /// Whether this node has adopted a layout newer than epoch `epoch`.
+    fn newer_than(&self, epoch: u64) -> bool {
+        self.placement().is_some_and(|p| p.epoch > epoch)
+    }
+
+    /// Whether this node adopted a layout newer than `placement` since a request took it (a
+    /// replica fenced the request out) with time left to run it again under the new one.
+    fn relearned(&self, placement: &Placement, deadline: Instant) -> bool {
+        Instant::now() < deadline && self.newer_than(placement.epoch)
+    }
+
     /// Coordinate a put or delete.
     pub async fn put(self: &Arc<Self>, req: PutRequest) -> Result<PutResponse, CoordError> {
-        let placement = self.placed("put")?;
-        let layout = &placement.current;
+        let mut placement = self.placed("put")?;
+        let layout = placement.current.clone();
         let (n, w) = params::resolve(&self.config.defaults, layout.members().len(), req.n, req.w, "w")?;
         let timeout = self.timeout(req.timeout_ms);
         let deadline = Instant::now() + timeout;
@@ -545,14 +739,63 @@ impl<S: Store, T: Transport> Coordinator<S, T> {
         }
         metrics::histogram!("shoal_object_siblings").record(outcome.siblings as f64);
         let context = object.siblings.context();
-        let response = |acks: usize| PutResponse {
-            context: context.clone(),
-            acks: acks as u8,
-            hinted: 0,
-            siblings: outcome.siblings as u32,
-            sibling_warning: outcome.warn,
-        };
+        let sloppy = req.sloppy.unwrap_or(self.config.sloppy_quorum);
+        let shared = Arc::new(object);
+        let mut attempt = 0;
+        loop {
+            let fan = Fanout {
+                partition,
+                n,
+                w,
+                sloppy,
+                deadline,
+                written_here: !deferred,
+            };
+            match self.replicate(&placement, &req.key, &shared, fan).await {
+                Ok((acks, hinted)) => {
+                    if hinted > 0 {
+                        metrics::counter!("shoal_hinted_writes_total").increment(1);
+                    }
+                    return Ok(PutResponse {
+                        context,
+                        acks: acks as u8,
+                        hinted: hinted as u8,
+                        siblings: outcome.siblings as u32,
+                        sibling_warning: outcome.warn,
+                    });
+                }
+                // A replica's fence taught this node a newer layout: the same object (so no
+                // second version of the write) goes to the owners under that layout.
+                Err(e) if attempt < LAYOUT_RETRIES && self.relearned(&placement, deadline) => {
+                    attempt += 1;
+                    debug!(error = %e, "put fenced out under an old layout; replicating under the new one");
+                    placement = self.placed("put")?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
 
+    /// Sends a coordinated object to its replicas under `placement` and waits for W of each
+    /// preference list in force. Returns (acks, of which hinted).
+    async fn replicate(
+        self: &Arc<Self>,
+        placement: &Placement,
+        key: &Bytes,
+        shared: &Arc<Object>,
+        fan: Fanout,
+    ) -> Result<(usize, usize), CoordError> {
+        let Fanout {
+            partition,
+            n,
+            w,
+            sloppy,
+            deadline,
+            written_here,
+        } = fan;
+        let layout = &placement.current;
+        let epoch = placement.epoch;
+        let pref: Vec<NodeId> = layout.preference_list(partition, n as usize).to_vec();
         // While a layout change is under way the write also goes to the owners of the other
         // layout (the one it moves to while streaming, the one it retires after the commit),
         // and must reach W of that preference list as well as W of the current one, so that
@@ -565,39 +808,50 @@ impl<S: Store, T: Transport> Coordinator<S, T> {
         let mut current = QuorumTracker::new(w as usize, pref.clone());
         let mut next =
             (!next_pref.is_empty()).then(|| QuorumTracker::new((w as usize).min(next_pref.len()), next_pref.clone()));
-        let sloppy = req.sloppy.unwrap_or(self.config.sloppy_quorum);
         let mut fallbacks: Option<VecDeque<NodeId>> = None;
         let mut next_fallback = || {
             fallbacks
                 .get_or_insert_with(|| self.fallbacks(layout, partition, &pref, &extra, sloppy))
                 .pop_front()
         };
-        if !deferred {
+        let owns_here = pref.contains(&self.me) || extra.contains(&self.me);
+        // This node's own copy, held back from the count until a peer accepts (the layout
+        // lease has run out).
+        let mut held_self = false;
+        let ack_self = |current: &mut QuorumTracker<NodeId>, next: &mut Option<QuorumTracker<NodeId>>| {
+            // The trackers count this node only where it is an owner.
             current.ack(self.me.clone());
             if let Some(t) = next.as_mut() {
                 t.ack(self.me.clone());
             }
+        };
+        if written_here && owns_here {
+            if self.layout_confirmed() {
+                ack_self(&mut current, &mut next);
+            } else {
+                held_self = true;
+            }
         }
-        let shared = Arc::new(object);
+        let timeout = deadline.saturating_duration_since(Instant::now());
         // Every send reports (the node it went to, the replica it stands for, the result).
         let (tx, mut rx) = mpsc::unbounded_channel();
         let send = |node: NodeId, owner: Option<NodeId>| {
-            let (tx, transport, shared, key) = (tx.clone(), self.transport.clone(), shared.clone(), req.key.clone());
+            let (tx, transport, shared, key) = (tx.clone(), self.transport.clone(), shared.clone(), key.clone());
             let (legs, delays) = (self.legs.clone(), self.delays(Leg::W, Leg::A, false));
             // Dynamo: send to all N, answer at W. The stragglers' writes still land.
             tokio::spawn(async move {
                 let result = round_trip(legs, node.clone(), false, (Leg::W, Leg::A), delays, || match &owner {
-                    None => transport.replica_put(&node, key, shared, timeout),
-                    Some(o) => transport.hinted_put(&node, o, key, shared, timeout),
+                    None => transport.replica_put(&node, epoch, key, shared, timeout),
+                    Some(o) => transport.hinted_put(&node, epoch, o, key, shared, timeout),
                 })
                 .await;
                 let _ = tx.send((node, owner, result));
             });
         };
         let mut outstanding = 0usize;
-        if deferred {
+        if !written_here && owns_here {
             let (tx, legs, me, replica) = (tx.clone(), self.legs.clone(), self.me.clone(), self.replica.clone());
-            let (key, shared, execution) = (req.key.clone(), shared.clone(), self.config.storage);
+            let (key, shared, execution) = (key.clone(), shared.clone(), self.config.storage);
             let delays = self.delays(Leg::W, Leg::A, true);
             tokio::spawn(async move {
                 let apply = || async move {
@@ -639,16 +893,22 @@ impl<S: Store, T: Transport> Coordinator<S, T> {
                     acked.extend(t.acked().iter().filter(|id| !current.acked().contains(id)));
                 }
                 let hinted = acked.iter().filter(|id| via_hint.contains(**id)).count();
-                if hinted > 0 {
-                    metrics::counter!("shoal_hinted_writes_total").increment(1);
-                }
-                let mut r = response(acked.len());
-                r.hinted = hinted as u8;
-                return Ok(r);
+                return Ok((acked.len(), hinted));
             }
             // Once W is out of reach, still wait (until the deadline) for the replicas that
             // have not answered: the error must say exactly which replicas hold the write.
             if outstanding == 0 {
+                if held_self && self.await_lease(deadline).await {
+                    held_self = false;
+                    ack_self(&mut current, &mut next);
+                    continue;
+                }
+                if held_self {
+                    current.fail(self.me.clone(), LEASE_LAPSED);
+                    if let Some(t) = next.as_mut() {
+                        t.fail(self.me.clone(), LEASE_LAPSED);
+                    }
+                }
                 return Err(failed(&current, &next));
             }
             match tokio::time::timeout_at(deadline, rx.recv()).await {
@@ -656,7 +916,14 @@ impl<S: Store, T: Transport> Coordinator<S, T> {
                     outstanding -= 1;
                     let slot = owner.clone().unwrap_or_else(|| node.clone());
                     match result {
+                        Ok(()) if node == self.me && !self.layout_confirmed() => held_self = true,
                         Ok(()) => {
+                            if node != self.me {
+                                self.renew_layout_lease();
+                                if std::mem::take(&mut held_self) {
+                                    ack_self(&mut current, &mut next);
+                                }
+                            }
                             if owner.is_some() && !current.acked().contains(&slot) {
                                 via_hint.insert(slot.clone());
                             }
@@ -680,10 +947,25 @@ impl<S: Store, T: Transport> Coordinator<S, T> {
                             if let Some(t) = next.as_mut() {
                                 t.fail(slot, reason);
                             }
+                            // Fenced out and taught a newer layout: no use waiting for the
+                            // stragglers of this one (a SIGSTOPped replica would hold the
+                            // request to its deadline); the caller sends again under the new.
+                            let lost = |t: &QuorumTracker<NodeId>| t.progress() == Progress::Impossible;
+                            if (lost(&current) || next.as_ref().is_some_and(lost)) && self.newer_than(epoch) {
+                                return Err(failed(&current, &next));
+                            }
                         }
                     }
                 }
-                Ok(None) | Err(_) => return Err(failed(&current, &next)),
+                Ok(None) | Err(_) => {
+                    if held_self {
+                        current.fail(self.me.clone(), LEASE_LAPSED);
+                        if let Some(t) = next.as_mut() {
+                            t.fail(self.me.clone(), LEASE_LAPSED);
+                        }
+                    }
+                    return Err(failed(&current, &next));
+                }
             };
         }
     }
@@ -727,11 +1009,33 @@ impl<S: Store, T: Transport> Coordinator<S, T> {
 
     /// Coordinate a get: ask all N replicas, answer with the merge of the first R replies.
     pub async fn get(self: &Arc<Self>, req: GetRequest) -> Result<GetResponse, CoordError> {
-        let placement = self.placed("get")?;
+        let deadline = Instant::now() + self.timeout(req.timeout_ms);
+        let mut attempt = 0;
+        loop {
+            let placement = self.placed("get")?;
+            match self.get_under(&placement, &req, deadline).await {
+                // A replica's fence taught this node a newer layout: ask its owners instead.
+                Err(e @ CoordError::Unavailable { .. })
+                    if attempt < LAYOUT_RETRIES && self.relearned(&placement, deadline) =>
+                {
+                    attempt += 1;
+                    debug!(error = %e, "get fenced out under an old layout; asking again under the new one");
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn get_under(
+        self: &Arc<Self>,
+        placement: &Arc<Placement>,
+        req: &GetRequest,
+        deadline: Instant,
+    ) -> Result<GetResponse, CoordError> {
         let layout = &placement.current;
+        let epoch = placement.epoch;
         let (n, r) = params::resolve(&self.config.defaults, layout.members().len(), req.n, req.r, "r")?;
-        let timeout = self.timeout(req.timeout_ms);
-        let deadline = Instant::now() + timeout;
+        let timeout = deadline.saturating_duration_since(Instant::now());
         let partition = layout.partition_of(&req.key);
         let pref: Vec<NodeId> = layout.preference_list(partition, n as usize).to_vec();
 
@@ -765,8 +1069,8 @@ impl<S: Store, T: Transport> Coordinator<S, T> {
                 let transport = self.transport.clone();
                 tokio::spawn(async move {
                     let result = round_trip(legs, node.clone(), false, legs_of, delays, || match &owner {
-                        None => transport.replica_get(&node, key, timeout),
-                        Some(o) => transport.hinted_get(&node, o, key, timeout),
+                        None => transport.replica_get(&node, epoch, key, timeout),
+                        Some(o) => transport.hinted_get(&node, epoch, o, key, timeout),
                     })
                     .await;
                     let _ = tx.send((node, owner, result));
@@ -785,19 +1089,43 @@ impl<S: Store, T: Transport> Coordinator<S, T> {
         let mut replies: Vec<(NodeId, Option<Object>)> = Vec::with_capacity(pref.len());
         let mut merged: Option<Object> = None;
         let mut via_hint = 0usize;
+        // This node's own reply, held back from the count until a peer answers (the layout
+        // lease has run out).
+        let mut held_self: Option<Option<Object>> = None;
         loop {
             if tracker.progress() == Progress::Reached {
                 break;
             }
             if outstanding == 0 {
-                return Err(unavailable("get", &tracker));
+                match held_self.take() {
+                    Some(obj) if self.await_lease(deadline).await => {
+                        merge_into(&mut merged, obj.as_ref());
+                        replies.push((self.me.clone(), obj));
+                        tracker.ack(self.me.clone());
+                        continue;
+                    }
+                    Some(_) => {
+                        tracker.fail(self.me.clone(), LEASE_LAPSED);
+                        return Err(unavailable("get", &tracker));
+                    }
+                    None => return Err(unavailable("get", &tracker)),
+                }
             }
             match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Ok(Some((node, owner, result))) => {
                     outstanding -= 1;
                     let slot = owner.clone().unwrap_or_else(|| node.clone());
                     match result {
+                        Ok(obj) if node == self.me && !self.layout_confirmed() => held_self = Some(obj),
                         Ok(obj) => {
+                            if node != self.me {
+                                self.renew_layout_lease();
+                                if let Some(mine) = held_self.take() {
+                                    merge_into(&mut merged, mine.as_ref());
+                                    replies.push((self.me.clone(), mine));
+                                    tracker.ack(self.me.clone());
+                                }
+                            }
                             merge_into(&mut merged, obj.as_ref());
                             if owner.is_none() {
                                 replies.push((node, obj));
@@ -814,10 +1142,18 @@ impl<S: Store, T: Transport> Coordinator<S, T> {
                                 continue;
                             }
                             tracker.fail(slot, reason);
+                            if tracker.progress() == Progress::Impossible && self.newer_than(epoch) {
+                                return Err(unavailable("get", &tracker));
+                            }
                         }
                     }
                 }
-                Ok(None) | Err(_) => return Err(unavailable("get", &tracker)),
+                Ok(None) | Err(_) => {
+                    if held_self.is_some() {
+                        tracker.fail(self.me.clone(), LEASE_LAPSED);
+                    }
+                    return Err(unavailable("get", &tracker));
+                }
             }
         }
         let answer = GetResponse {
@@ -827,7 +1163,7 @@ impl<S: Store, T: Transport> Coordinator<S, T> {
         };
         drop(tx);
         if self.config.read_repair {
-            let this = self.clone();
+            let (this, key) = (self.clone(), req.key.clone());
             tokio::spawn(async move {
                 // Keep collecting the stragglers, then repair every replica that answered with
                 // less than the merge of all answers (Dynamo §4.7 / Riak read repair).
@@ -844,14 +1180,21 @@ impl<S: Store, T: Transport> Coordinator<S, T> {
                     }
                 }
                 if let Some(full) = merged {
-                    this.read_repair(req.key, full, replies, timeout).await;
+                    this.read_repair(epoch, key, full, replies, timeout).await;
                 }
             });
         }
         Ok(answer)
     }
 
-    async fn read_repair(&self, key: Bytes, full: Object, replies: Vec<(NodeId, Option<Object>)>, timeout: Duration) {
+    async fn read_repair(
+        &self,
+        epoch: u64,
+        key: Bytes,
+        full: Object,
+        replies: Vec<(NodeId, Option<Object>)>,
+        timeout: Duration,
+    ) {
         let full = Arc::new(full);
         for (node, obj) in replies {
             let stale = match &obj {
@@ -867,7 +1210,7 @@ impl<S: Store, T: Transport> Coordinator<S, T> {
                 self.apply_local(key.clone(), (*full).clone()).await
             } else {
                 self.transport
-                    .replica_put(&node, key.clone(), full.clone(), timeout)
+                    .replica_put(&node, epoch, key.clone(), full.clone(), timeout)
                     .await
             };
             if let Err(reason) = result {

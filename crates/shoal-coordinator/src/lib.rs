@@ -19,8 +19,8 @@ pub mod params;
 pub mod quorum;
 
 pub use driver::{
-    CoordError, Coordinator, CoordinatorConfig, FailedReplica, GetRequest, GetResponse, Health, PutRequest,
-    PutResponse, StorageExecution, Transport, TransportFuture,
+    CoordError, Coordinator, CoordinatorConfig, FailedReplica, GetRequest, GetResponse, HandoffRefused, Health,
+    PutRequest, PutResponse, StaleLayout, StorageExecution, Transport, TransportFuture,
 };
 pub use params::{ParamError, RequestDefaults};
 pub use quorum::{Progress, QuorumTracker};

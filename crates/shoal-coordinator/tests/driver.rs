@@ -25,7 +25,11 @@ struct Net {
     faults: RwLock<HashMap<NodeId, Fault>>,
 }
 
-struct Link(Arc<Net>);
+/// One node's transport: `me` is the node that calls.
+struct Link {
+    net: Arc<Net>,
+    me: NodeId,
+}
 
 /// The coordinators' view of who is down: what SWIM would say, here the injected `Down` faults
 /// (a `Hang` is a node SWIM has not caught yet).
@@ -44,22 +48,45 @@ impl Net {
     }
 }
 
-async fn fail(f: Fault) -> String {
-    if f == Fault::Hang {
-        std::future::pending::<()>().await;
+/// Why a replica request did not reach the replica's store.
+enum Refused {
+    Fault(Fault),
+    /// Epoch fencing: the caller has already adopted the replica's placement, as membership
+    /// does with the record a fencing replica sends.
+    Stale(String),
+}
+
+impl Link {
+    fn reach(&self, node: &NodeId, epoch: u64) -> Result<Arc<Coordinator<MemoryStore, Link>>, Refused> {
+        let target = self.net.target(node).map_err(Refused::Fault)?;
+        if let Err(stale) = target.check_fence("test", epoch) {
+            if let Ok(me) = self.net.target(&self.me) {
+                me.set_placement(target.placement().map(|p| (*p).clone()));
+            }
+            return Err(Refused::Stale(stale.to_string()));
+        }
+        Ok(target)
     }
-    "connection refused".to_string()
+}
+
+async fn fail(r: Refused) -> String {
+    match r {
+        Refused::Fault(Fault::Hang) => std::future::pending().await,
+        Refused::Fault(_) => "connection refused".to_string(),
+        Refused::Stale(reason) => reason,
+    }
 }
 
 impl Transport for Link {
     fn replica_put(
         &self,
         node: &NodeId,
+        epoch: u64,
         key: Bytes,
         object: Arc<Object>,
         _t: Duration,
     ) -> TransportFuture<Result<(), String>> {
-        let t = self.0.target(node);
+        let t = self.reach(node, epoch);
         Box::pin(async move {
             match t {
                 Ok(c) => c.apply_local(key, (*object).clone()).await,
@@ -67,8 +94,14 @@ impl Transport for Link {
             }
         })
     }
-    fn replica_get(&self, node: &NodeId, key: Bytes, _t: Duration) -> TransportFuture<Result<Option<Object>, String>> {
-        let t = self.0.target(node);
+    fn replica_get(
+        &self,
+        node: &NodeId,
+        epoch: u64,
+        key: Bytes,
+        _t: Duration,
+    ) -> TransportFuture<Result<Option<Object>, String>> {
+        let t = self.reach(node, epoch);
         Box::pin(async move {
             match t {
                 Ok(c) => c.read_local(key).await,
@@ -79,12 +112,13 @@ impl Transport for Link {
     fn hinted_put(
         &self,
         node: &NodeId,
+        epoch: u64,
         owner: &NodeId,
         key: Bytes,
         object: Arc<Object>,
         _t: Duration,
     ) -> TransportFuture<Result<(), String>> {
-        let (t, owner) = (self.0.target(node), owner.clone());
+        let (t, owner) = (self.reach(node, epoch), owner.clone());
         Box::pin(async move {
             match t {
                 Ok(c) => c.store_hint(owner, key, (*object).clone()).await,
@@ -95,11 +129,12 @@ impl Transport for Link {
     fn hinted_get(
         &self,
         node: &NodeId,
+        epoch: u64,
         owner: &NodeId,
         key: Bytes,
         _t: Duration,
     ) -> TransportFuture<Result<Option<Object>, String>> {
-        let (t, owner) = (self.0.target(node), owner.clone());
+        let (t, owner) = (self.reach(node, epoch), owner.clone());
         Box::pin(async move {
             match t {
                 Ok(c) => c.read_hint(owner, key).await,
@@ -113,11 +148,11 @@ impl Transport for Link {
         req: PutRequest,
         _t: Duration,
     ) -> TransportFuture<Result<Result<PutResponse, CoordError>, String>> {
-        let t = self.0.target(node);
+        let t = self.net.target(node);
         Box::pin(async move {
             match t {
                 Ok(c) => Ok(c.put(req).await),
-                Err(f) => Err(fail(f).await),
+                Err(f) => Err(fail(Refused::Fault(f)).await),
             }
         })
     }
@@ -176,7 +211,10 @@ fn cluster_config(size: usize, config: CoordinatorConfig) -> Cluster {
                 id.clone(),
                 Some(Placement::stable(layout.clone())),
                 replica,
-                Arc::new(Link(net.clone())),
+                Arc::new(Link {
+                    net: net.clone(),
+                    me: id.clone(),
+                }),
                 config.clone(),
             )
             .with_hints(Arc::new(hints));
@@ -491,4 +529,122 @@ async fn injected_latencies_delay_every_replica_the_coordinators_own_included() 
     let reader = c.nodes[1].legs().snapshot();
     let own = reader.peers.iter().find(|p| p.peer == "n2").expect("n2's own replica");
     assert_eq!((own.r.clone(), own.s.clone()), (vec![5.0], vec![7.0]));
+}
+
+/// A layout that drops `gone` from the cluster's members, at layout version `version`.
+fn layout_without(c: &Cluster, gone: &NodeId, version: u64) -> Placement {
+    let members = c.nodes[0]
+        .layout()
+        .unwrap()
+        .members()
+        .iter()
+        .filter(|m| m.id != *gone)
+        .cloned()
+        .collect();
+    Placement::stable(Arc::new(Layout::new(version, members, RingConfig::default()).unwrap()))
+}
+
+/// Epoch fencing: a coordinator that slept through a layout change (here: n4 removed at
+/// version 5) is refused by every replica that has the new layout, learns it from the refusal,
+/// and sends the object it already coordinated to the new owners: one version, not two.
+#[tokio::test]
+async fn a_coordinator_on_an_old_layout_is_fenced_and_writes_under_the_new_one() {
+    let c = cluster_of(4, StorageExecution::Inline);
+    let gone = NodeId::from("n4");
+    // A key n1 replicates together with n4 under the old layout.
+    let key = (0..1000)
+        .map(|i| format!("k{i}"))
+        .find(|k| {
+            let pref = walk_of(&c, k);
+            pref[..3].contains(&gone) && pref[..3].contains(&"n1".into())
+        })
+        .expect("some key has both n1 and n4 among its replicas");
+    let old = c.nodes[0].placement().unwrap();
+    let new = layout_without(&c, &gone, 5);
+    for n in &c.nodes[1..] {
+        n.set_placement(Some(new.clone()));
+    }
+    let stale = &c.nodes[0];
+    assert_eq!(stale.placement().unwrap().epoch, 1);
+
+    let done = stale.put(put(&key, "v", 3, 3)).await.unwrap();
+    assert_eq!(done.acks, 3);
+    assert_eq!(
+        stale.placement().unwrap().epoch,
+        5,
+        "the refusal taught n1 the new layout"
+    );
+    for id in ["n1", "n2", "n3"] {
+        let held = node(&c, &id.into()).read_local(Bytes::from(key.clone())).await.unwrap();
+        assert_eq!(values(&held), ["v"], "{id} holds the write once");
+    }
+    assert!(
+        node(&c, &gone)
+            .read_local(Bytes::from(key.clone()))
+            .await
+            .unwrap()
+            .is_none(),
+        "the removed node refused the write"
+    );
+
+    // A stale reader is fenced out the same way and asks the new owners.
+    let reader = node(&c, &"n2".into());
+    reader.set_placement(Some((*old).clone()));
+    let got = reader.get(get(&key, 3, 3)).await.unwrap();
+    assert_eq!(values(&got.object), ["v"]);
+    assert_eq!(reader.placement().unwrap().epoch, 5);
+}
+
+/// The replica side of the fence: its bounds and the refusal's wording (the fence of each
+/// phase of a change is tested in `shoal-ring`).
+#[tokio::test]
+async fn replicas_refuse_coordinators_older_than_their_fence() {
+    let c = cluster_of(3, StorageExecution::Inline);
+    let n1 = &c.nodes[0];
+    n1.check_fence("test", 1).unwrap();
+    n1.set_placement(Some(layout_without(&c, &NodeId::from("nobody"), 7)));
+    n1.check_fence("test", 7).unwrap();
+    n1.check_fence("test", 9).unwrap();
+    let refused = n1.check_fence("test", 6).unwrap_err();
+    assert_eq!((refused.epoch, refused.fence), (6, 7));
+    assert!(refused.to_string().contains("stale layout"), "{refused}");
+}
+
+/// The layout lease: a coordinator that has had no sign for a while that its layout is
+/// current (it may have been paused or cut off through a change) does not count its own copy
+/// or its own reply until a peer has accepted a request; one peer's acceptance renews it.
+#[tokio::test]
+async fn a_lapsed_layout_lease_holds_back_the_coordinators_own_ack() {
+    let c = cluster_config(
+        3,
+        CoordinatorConfig {
+            default_timeout: Duration::from_millis(300),
+            layout_lease: Duration::from_secs(60),
+            ..Default::default()
+        },
+    );
+    let n1 = &c.nodes[0];
+    assert!(!n1.layout_confirmed(), "no peer has confirmed n1's layout yet");
+    for id in ["n2", "n3"] {
+        c.net.faults.write().insert(id.into(), Fault::Down);
+    }
+    // Alone, with the lease lapsed: its own copy does not make w=1 nor its own reply r=1.
+    let refused = n1.put(put("k", "alone", 3, 1)).await.unwrap_err();
+    assert!(matches!(refused, CoordError::Unavailable { acked: 0, .. }), "{refused}");
+    let refused = n1.get(get("k", 3, 1)).await.unwrap_err();
+    assert!(matches!(refused, CoordError::Unavailable { acked: 0, .. }), "{refused}");
+    assert!(!n1.layout_confirmed());
+
+    // One peer back: its acceptance renews the lease and the write is acknowledged.
+    c.net.faults.write().remove(&NodeId::from("n2"));
+    let done = n1.put(put("k", "with-n2", 3, 1)).await.unwrap();
+    assert!(done.acks >= 1);
+    assert!(n1.layout_confirmed(), "n2's acceptance renewed the lease");
+
+    // Alone again within the lease: its own copy counts.
+    c.net.faults.write().insert("n2".into(), Fault::Down);
+    let done = n1.put(put("k", "alone-again", 3, 1)).await.unwrap();
+    assert_eq!(done.acks, 1);
+    let got = n1.get(get("k", 3, 1)).await.unwrap();
+    assert!(values(&got.object).contains(&"alone-again".to_string()));
 }

@@ -73,7 +73,7 @@ fn check_object(obj: &Object) {
 fn request_objects(req: &PeerRequest) -> Vec<&Object> {
     match req {
         PeerRequest::Put { object, .. } | PeerRequest::Hint { object, .. } => vec![object],
-        PeerRequest::Merge { objects } => objects.iter().map(|(_, o)| o).collect(),
+        PeerRequest::Merge { objects, .. } => objects.iter().map(|(_, o)| o).collect(),
         _ => Vec::new(),
     }
 }

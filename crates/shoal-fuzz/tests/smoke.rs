@@ -68,16 +68,21 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
     match target {
         "peer_frame" => vec![
             frame(PeerRequest::Put {
+                epoch: 3,
                 key: key.clone(),
                 object: obj.clone(),
             }),
             frame(PeerRequest::Merge {
+                epoch: 3,
                 objects: vec![
                     (key.clone(), obj.clone()),
                     (Bytes::from_static(b"k2"), object(&["n3"], b"x")),
                 ],
             }),
-            frame(PeerRequest::Get { key: key.clone() }),
+            frame(PeerRequest::Get {
+                epoch: 3,
+                key: key.clone(),
+            }),
             frame(PeerRequest::Ping),
             frame(PeerRequest::Fetch {
                 partition: 7,
@@ -87,6 +92,7 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
                 max_bytes: 1 << 20,
             }),
             frame(PeerRequest::Reap {
+                epoch: 3,
                 partition: 3,
                 keys: vec![(key.clone(), 99)],
             }),

@@ -15,6 +15,10 @@
 //!   instead. Tombstone GC's grace period must exceed the window, so a hint can never bring a
 //!   collected key back.
 
+mod strays;
+
+pub use strays::{hand_off_strays, StrayOwners};
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;

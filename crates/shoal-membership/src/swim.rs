@@ -186,6 +186,13 @@ impl SwimConfig {
         (min, min.saturating_mul(self.suspicion_max_timeout_mult))
     }
 
+    /// How long a node may trust its layout record without a sign from a peer (the
+    /// coordinator's layout lease): half the shortest suspicion timeout, so the lease runs out
+    /// well before the others can have declared this node dead and gone on without it.
+    pub fn layout_lease(&self) -> Duration {
+        self.suspicion_bounds(1).0 / 2
+    }
+
     /// How many times each update is piggybacked in a cluster of `n` members (memberlist's
     /// `retransmitLimit`): `retransmit_mult · ⌈log10(n + 1)⌉`, at least `retransmit_mult`. Like
     /// memberlist, [`Swim`] counts every known member here, Dead ones included.

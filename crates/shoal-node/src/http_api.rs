@@ -1,4 +1,4 @@
-//! The HTTP API: `/v1/kv/{key}`, `/v1/admin/{status,aae,consistency,join,leave,remove}`,
+//! The HTTP API: `/v1/kv/{key}`, `/v1/admin/{status,aae,consistency,join,leave,remove,skip}`,
 //! `/v1/admin/replica/{key}`, `/metrics`, `/healthz`.
 //!
 //! Every request first passes [`guard`]: the connection limit, the bearer token and the scope
@@ -34,6 +34,7 @@ pub fn router(shared: Arc<NodeShared>) -> Router {
         .route("/v1/admin/join", post(join))
         .route("/v1/admin/leave", post(leave))
         .route("/v1/admin/remove", post(remove))
+        .route("/v1/admin/skip", post(skip))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .fallback(|uri: Uri| async move {
@@ -563,7 +564,7 @@ struct JoinParams {
 }
 
 #[derive(serde::Deserialize)]
-struct RemoveParams {
+struct NodeParams {
     node: String,
 }
 
@@ -637,11 +638,22 @@ async fn remove(
     State(shared): State<Arc<NodeShared>>,
     Extension(who): Extension<Arc<Principal>>,
     ConnectInfo(conn): ConnectInfo<ClientConn>,
-    Query(p): Query<RemoveParams>,
+    Query(p): Query<NodeParams>,
 ) -> Response {
     let args = format!("node={}", p.node);
     let result = shared.membership.remove(shoal_ring::NodeId::new(p.node));
     audited_change(&who, &conn, "remove", &args, result)
+}
+
+async fn skip(
+    State(shared): State<Arc<NodeShared>>,
+    Extension(who): Extension<Arc<Principal>>,
+    ConnectInfo(conn): ConnectInfo<ClientConn>,
+    Query(p): Query<NodeParams>,
+) -> Response {
+    let args = format!("node={}", p.node);
+    let result = shared.membership.skip(shoal_ring::NodeId::new(p.node));
+    audited_change(&who, &conn, "skip", &args, result)
 }
 
 async fn metrics(State(shared): State<Arc<NodeShared>>) -> Response {

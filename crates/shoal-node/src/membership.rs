@@ -22,6 +22,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,7 +31,10 @@ use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use shoal_coordinator::Health;
 use shoal_membership::{Liveness, Message, Output, Swim, SwimConfig};
-use shoal_ring::{moves, AdminState, Change, ChangeError, ChangeKind, LayoutRecord, Member, Move, NodeId, Placement};
+use shoal_ring::{
+    moves, AdminState, Blocker, Change, ChangeError, Epochs, LayoutRecord, Member, Move, NodeId, PendingStrays,
+    Placement, Source, Step,
+};
 use shoal_storage::{RocksStore, Store};
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
@@ -38,6 +42,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::{NodeConfig, TransferSection};
 use crate::peer::{unexpected, NodeCoordinator, PeerRequest, PeerResponse, QuicTransport};
+use crate::repair::HintTarget;
 
 /// What each node gossips about itself in SWIM (memberlist's node meta). Changing it raises
 /// the node's incarnation, so the newest version always wins.
@@ -52,6 +57,10 @@ pub struct NodeMeta {
     pub seen_epoch: u64,
     /// The epoch of the last change whose data this node has finished streaming in.
     pub synced_epoch: u64,
+    /// The current layout's epoch when this node last finished dealing with the data it no
+    /// longer owns; tombstone GC waits for every member's (`LayoutRecord::strays_cleared`).
+    #[serde(default)]
+    pub swept_epoch: u64,
     /// The transfer under way, for `shoal admin status`.
     pub transfer: Option<TransferProgress>,
 }
@@ -63,12 +72,19 @@ pub struct TransferProgress {
     pub partitions_total: u32,
     pub bytes: u64,
     pub keys: u64,
+    /// Why the transfer is not moving, when it is not: a range no live node holds.
+    #[serde(default)]
+    pub waiting: Option<String>,
 }
 
 const META_INCARNATION: &str = "swim/incarnation";
 const META_LAYOUT: &str = "layout/record";
 const META_SYNCED: &str = "layout/synced_epoch";
 const META_PEERS: &str = "swim/peers";
+/// The epoch of the record that last left this node holding data it may no longer own
+/// (0: none): a finished change, or one it slept through. Persisted so a restart resumes the
+/// handoff.
+const META_STRAYS: &str = "layout/strays";
 const CURSOR_DONE: &[u8] = b"\xff\xffdone";
 
 /// How long an admin join waits for the seed's layout before giving up.
@@ -102,6 +118,19 @@ pub struct Membership {
     down: RwLock<HashSet<NodeId>>,
     wake: Notify,
     stop: watch::Sender<bool>,
+    /// A stray handoff is running.
+    sweeping: AtomicBool,
+    /// Whom the change in flight waits for, as of the last check (for `admin status`).
+    blocked: Mutex<BlockedOn>,
+}
+
+/// Whom the change in flight waits for, and since when one of them has not been alive.
+#[derive(Default)]
+struct BlockedOn {
+    epoch: u64,
+    blockers: Vec<Blocker>,
+    /// When the change began waiting on a member SWIM does not see alive.
+    stuck_since: Option<Instant>,
 }
 
 fn meta_get<T: serde::de::DeserializeOwned>(store: &RocksStore, key: &str) -> anyhow::Result<Option<T>> {
@@ -164,6 +193,13 @@ impl Membership {
             );
         }
         let synced_epoch = meta_get::<u64>(&store, META_SYNCED)?.unwrap_or(0);
+        let strays_pending = meta_get::<Option<PendingStrays>>(&store, META_STRAYS)?
+            .flatten()
+            .is_some();
+        let swept_epoch = match &record {
+            Some(r) if !strays_pending => r.current_epoch,
+            _ => 0,
+        };
         let meta = NodeMeta {
             peer: config.listen.peer,
             http: config.listen.http,
@@ -172,6 +208,7 @@ impl Membership {
             weight: config.node.weight,
             seen_epoch: record.as_ref().map_or(0, |r| r.epoch),
             synced_epoch,
+            swept_epoch,
             transfer: None,
         };
         let mut swim = Swim::new(
@@ -213,19 +250,37 @@ impl Membership {
             transfer_config: config.transfer.clone(),
             origin: Instant::now(),
             swim: Mutex::new(swim),
+            // A record loaded from disk is never adopted: work its gainers out here.
+            gainers: Mutex::new(
+                record
+                    .as_ref()
+                    .map_or((0, Vec::new()), |r| (r.epoch, r.gainers(config.requests.max_n))),
+            ),
             record: RwLock::new(record),
             coordinator,
             transport,
             contacts: Mutex::new(contacts),
             records,
-            gainers: Mutex::new((0, Vec::new())),
             persisted_incarnation: Mutex::new(incarnation),
             retired: Mutex::new(Vec::new()),
             down: RwLock::new(HashSet::new()),
             wake: Notify::new(),
             stop,
+            sweeping: AtomicBool::new(false),
+            blocked: Mutex::new(BlockedOn::default()),
         });
         metrics::gauge!("shoal_layout_epoch").set(m.record.read().as_ref().map_or(0, |r| r.epoch) as f64);
+        // Epoch fencing: a replica that refuses a request as coordinated under an old layout
+        // answers with its record, which this node adopts at once (before gossip brings it).
+        let weak = Arc::downgrade(&m);
+        m.transport.on_stale_layout(move |record| {
+            if let Some(m) = weak.upgrade() {
+                match m.adopt(record) {
+                    Ok(_) => m.coordinator.renew_layout_lease(),
+                    Err(e) => error!(error = %e, "refused the layout record a fencing replica sent"),
+                }
+            }
+        });
         tokio::spawn(m.clone().drive());
         tokio::spawn(m.clone().follow_layout());
         Ok(m)
@@ -248,7 +303,24 @@ impl Membership {
     /// A SWIM message from a peer.
     pub fn handle(self: &Arc<Self>, message: Message<NodeMeta>) {
         let now = self.now();
+        let acked_by = match &message {
+            Message::Ack { from, .. } => Some(from.clone()),
+            _ => None,
+        };
         let outputs = self.swim.lock().handle(message, now);
+        // A peer answered a probe, and has adopted no newer layout than this node's: a sign
+        // this node's layout is current (the coordinator's layout lease).
+        if let Some(peer) = acked_by {
+            let epoch = self.record.read().as_ref().map_or(0, |r| r.epoch);
+            if self
+                .swim
+                .lock()
+                .member(&peer)
+                .is_some_and(|m| m.meta.seen_epoch <= epoch)
+            {
+                self.coordinator.renew_layout_lease();
+            }
+        }
         self.process(outputs);
         // A message can bring a deadline forward (a confirmed suspicion): re-arm the timer.
         self.wake.notify_one();
@@ -369,11 +441,11 @@ impl Membership {
 
     fn receive_record(self: &Arc<Self>, bytes: &[u8], broadcast: bool) {
         match rmp_serde::from_slice::<LayoutRecord>(bytes) {
-            Ok(record) => {
-                if let Err(e) = self.adopt(record) {
-                    error!(error = %e, broadcast, "refused a gossiped layout");
-                }
-            }
+            Ok(record) => match self.adopt(record) {
+                // Whether newer or not, this node's record is now at least the peer's.
+                Ok(_) => self.coordinator.renew_layout_lease(),
+                Err(e) => error!(error = %e, broadcast, "refused a gossiped layout"),
+            },
             Err(e) => warn!(error = %e, "undecodable layout record in gossip"),
         }
     }
@@ -389,8 +461,9 @@ impl Membership {
                 theirs: incoming.config,
             });
         }
-        let record = {
+        let (record, old) = {
             let mut guard = self.record.write();
+            let old = guard.clone();
             let changed = match guard.as_mut() {
                 Some(r) => r.merge(&incoming)?,
                 None => {
@@ -401,19 +474,21 @@ impl Membership {
             if !changed {
                 return Ok(false);
             }
-            guard.clone().expect("set just above")
+            (guard.clone().expect("set just above"), old)
         };
+        if let Some(old) = old {
+            // Once the cluster is stable, drop what this node no longer holds, handing it to
+            // the owners first if it may have missed a stream (`sweep_strays`). Set before the
+            // placement switches, so a crash from here on resumes it.
+            let pending = self.pending_strays();
+            let lapsed = !self.coordinator.layout_confirmed();
+            let after = PendingStrays::after(pending, &self.me, &old, &record, lapsed);
+            if after != pending {
+                meta_put(self.store(), META_STRAYS, &after);
+            }
+        }
         let placement = record.placement()?;
-        let gainers = match &placement.next {
-            Some(next) => next
-                .members()
-                .iter()
-                .filter(|m| !moves(&placement.current, next, &m.id, self.max_n).is_empty())
-                .map(|m| m.id.clone())
-                .collect(),
-            None => Vec::new(),
-        };
-        *self.gainers.lock() = (record.epoch, gainers);
+        *self.gainers.lock() = (record.epoch, record.gainers(self.max_n));
         info!(
             epoch = record.epoch,
             layout = placement.current.version(),
@@ -505,32 +580,27 @@ impl Membership {
                 *persisted = incarnation;
             }
         }
-        let record = self.record.read().clone();
-        if let Some(record) = record.filter(|r| r.next.is_some()) {
-            if self.gainers_synced(&record) {
-                if let Some(commit) = record.commit() {
+        if let Some(record) = self.record() {
+            match self.step(&record) {
+                Step::Commit(commit) => {
                     info!(
                         epoch = commit.epoch,
-                        "every gaining node has synced: committing the layout change"
+                        "every node has seen the change and every gaining node has synced: committing it"
                     );
                     if let Err(e) = self.adopt(commit) {
                         error!(error = %e, "could not commit the layout change");
                     }
                 }
-            }
-        }
-        let record = self.record.read().clone();
-        if let Some(record) = record.filter(|r| r.retiring.is_some()) {
-            if self.all_seen(&record) {
-                if let Some(finish) = record.finish() {
+                Step::Finish(finish) => {
                     info!(
                         epoch = finish.epoch,
-                        "every live node has adopted the commit: letting the old owners go"
+                        "every node has adopted the commit: letting the old owners go"
                     );
                     if let Err(e) = self.adopt(finish) {
                         error!(error = %e, "could not finish the layout change");
                     }
                 }
+                step => self.note_blockers(&record, step.blockers()),
             }
         }
         let swim = self.swim.lock();
@@ -541,51 +611,181 @@ impl Membership {
         metrics::gauge!("shoal_swim_local_health").set(swim.local_health() as f64);
     }
 
-    fn gainers_synced(&self, record: &LayoutRecord) -> bool {
+    /// The layout-change engine's next step for `record` (`LayoutRecord::step`), from the
+    /// epochs every node gossips in its SWIM metadata. A member SWIM has never heard of, or
+    /// has forgotten, has seen nothing; a dead one counts with what it reported last.
+    fn step(&self, record: &LayoutRecord) -> Step {
         let gainers = self.gainers.lock();
         if gainers.0 != record.epoch {
             // Worked out for another record: adopt is switching them right now.
-            return false;
+            return Step::Wait(Vec::new());
         }
         let swim = self.swim.lock();
-        gainers
-            .1
-            .iter()
-            .all(|id| swim.member(id).is_some_and(|v| v.meta.synced_epoch >= record.epoch))
+        record.step(
+            |id| {
+                swim.member(id).map(|m| Epochs {
+                    seen: m.meta.seen_epoch,
+                    synced: m.meta.synced_epoch,
+                    swept: m.meta.swept_epoch,
+                })
+            },
+            &gainers.1,
+        )
     }
 
-    /// Whether every live node in either layout has adopted `epoch`.
-    fn all_seen(&self, record: &LayoutRecord) -> bool {
-        let swim = self.swim.lock();
-        let seen = swim.members().all(|m| {
-            m.liveness == Liveness::Dead
-                || record.admin_state(m.id) == AdminState::Left
-                || m.meta.seen_epoch >= record.epoch
-        });
-        seen
+    /// Records whom the change in flight waits for, and keeps `shoal_layout_blocked_seconds`:
+    /// how long it has waited on a member SWIM does not see alive (0 while every node it waits
+    /// for is alive and working, or nothing is in flight).
+    fn note_blockers(&self, record: &LayoutRecord, blockers: &[Blocker]) {
+        let stuck = {
+            let swim = self.swim.lock();
+            blockers
+                .iter()
+                .any(|b| swim.member(&b.node).is_none_or(|m| m.liveness != Liveness::Alive))
+        };
+        let mut blocked = self.blocked.lock();
+        if blocked.epoch != record.epoch || !stuck {
+            blocked.stuck_since = None;
+        }
+        if stuck && blocked.stuck_since.is_none() {
+            let names: Vec<String> = blockers.iter().map(|b| b.to_string()).collect();
+            warn!(
+                epoch = record.epoch,
+                waiting_for = %names.join("; "),
+                "the layout change waits for a member that is not alive; it resumes when the member returns, \
+                 or `shoal admin skip NODE` lets it go on without a dead one"
+            );
+            blocked.stuck_since = Some(Instant::now());
+        }
+        blocked.epoch = record.epoch;
+        blocked.blockers = blockers.to_vec();
+        let secs = blocked.stuck_since.map_or(0.0, |t| t.elapsed().as_secs_f64());
+        metrics::gauge!("shoal_layout_blocked_seconds").set(secs);
     }
 
-    /// Follows layout changes: streams in what this node gains, and drops what it lost.
+    /// Whom the change in flight waits for (empty when nothing is in flight or it is about to
+    /// step), and how long it has waited on a member that is not alive.
+    pub fn blocked_on(&self) -> (Vec<Blocker>, Option<Duration>) {
+        let epoch = self.record().map_or(0, |r| r.epoch);
+        let blocked = self.blocked.lock();
+        if blocked.epoch != epoch {
+            return (Vec::new(), None);
+        }
+        (blocked.blockers.clone(), blocked.stuck_since.map(|t| t.elapsed()))
+    }
+
+    /// Follows layout changes: streams in what this node gains, and hands over and drops what
+    /// it lost.
     async fn follow_layout(self: Arc<Self>) {
         let mut rx = self.records.subscribe();
-        let mut last: Option<LayoutRecord> = rx.borrow_and_update().clone();
         loop {
-            if let Some(record) = last.clone() {
+            let record = rx.borrow_and_update().clone();
+            if let Some(record) = record {
                 if record.next.is_some() {
                     self.stream_in(&record).await;
+                }
+                if record.change().is_none() && self.pending_strays().is_some() {
+                    self.clone().sweep_strays();
                 }
             }
             if rx.changed().await.is_err() {
                 return;
             }
-            let record = rx.borrow_and_update().clone();
-            if let (Some(old), Some(new)) = (&last, &record) {
-                if let Some((epoch, members)) = new.ended_change_from(old) {
-                    self.clone().after_commit(epoch, members, new.clone());
+        }
+    }
+
+    /// Whether tombstone GC may run: every member has dealt with the strays the last change
+    /// left it (`LayoutRecord::strays_cleared`).
+    pub fn gc_allowed(&self) -> bool {
+        let Some(record) = self.record() else { return false };
+        let swim = self.swim.lock();
+        let alive: Vec<NodeId> = swim
+            .members()
+            .filter(|m| m.liveness != Liveness::Dead)
+            .map(|m| m.id.clone())
+            .collect();
+        let swept = |id: &NodeId| {
+            if *id == self.me {
+                swim.meta().swept_epoch
+            } else {
+                swim.member(id).map_or(0, |m| m.meta.swept_epoch)
+            }
+        };
+        record.strays_cleared(swept, &alive)
+    }
+
+    fn pending_strays(&self) -> Option<PendingStrays> {
+        meta_get::<Option<PendingStrays>>(self.store(), META_STRAYS)
+            .ok()
+            .flatten()
+            .flatten()
+    }
+
+    /// Once a change has finished (or this node slept through one), and after
+    /// `transfer.drop_delay_ms` for requests still running under the old placement: drops
+    /// every object this node no longer holds (`shoal_handoff::hand_off_strays`), and stops
+    /// the node if it has left.
+    ///
+    /// After a change this node followed, the gaining nodes streamed all of it in. A node
+    /// that slept through one (SWIM declared it dead and the change went on without it) may
+    /// hold writes it acknowledged alone (`w = 1`) or with other stale nodes that no gaining
+    /// node streamed: it hands every stray to the owners before dropping it (found by the
+    /// simulator), and tombstone GC waits for that (`LayoutRecord::strays_cleared`).
+    fn sweep_strays(self: Arc<Self>) {
+        if self.sweeping.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(self.transfer_config.drop_delay_ms)).await;
+                let pending = self.pending_strays();
+                let stable = self.record().is_some_and(|r| r.change().is_none());
+                let Some(pending) = pending.filter(|_| stable) else {
+                    break; // none left, or a change began: `follow_layout` starts again after it
+                };
+                self.publish_progress(None);
+                let target = HintTarget {
+                    membership: self.clone(),
+                    transport: self.transport.clone(),
+                    coordinator: self.coordinator.clone(),
+                };
+                let owners = self.coordinator.stray_owners();
+                let replica = self.coordinator.replica();
+                let partitions = self.ring.partitions;
+                match shoal_handoff::hand_off_strays(replica, partitions, owners, &target, pending.hand_over).await {
+                    Ok(moved) => {
+                        metrics::counter!("shoal_strays_handed_off_total").increment(moved as u64);
+                        info!(keys = moved, "handed over and dropped data this node no longer owns");
+                        if self.pending_strays() != Some(pending) {
+                            continue; // another change ended meanwhile
+                        }
+                        meta_put(self.store(), META_STRAYS, &None::<PendingStrays>);
+                        let current = self.record().map_or(0, |r| r.current_epoch);
+                        let outputs = {
+                            let mut swim = self.swim.lock();
+                            let mut meta = swim.meta().clone();
+                            meta.swept_epoch = meta.swept_epoch.max(current);
+                            swim.set_meta(meta, self.now())
+                        };
+                        self.process(outputs);
+                        if self
+                            .record()
+                            .is_some_and(|r| r.admin_state(&self.me) == AdminState::Left)
+                        {
+                            info!("this node has left the cluster; stopping");
+                            self.stop.send_replace(true);
+                        }
+                        break;
+                    }
+                    Err(e) => warn!(error = %e, "handing over data this node no longer owns; trying again"),
                 }
             }
-            last = record;
-        }
+            self.sweeping.store(false, Ordering::SeqCst);
+            // A change that ended while this sweep was giving up found it still running.
+            if self.pending_strays().is_some() && self.record().is_some_and(|r| r.change().is_none()) {
+                self.sweep_strays();
+            }
+        });
     }
 
     /// Streams in every partition range this node gains in `record`'s transition.
@@ -607,11 +807,15 @@ impl Membership {
         if gains.is_empty() {
             return;
         }
-        // Wait until no live coordinator can still be writing to the old owners only: a write
+        // Wait until no coordinator can still be writing to the old owners only: a write
         // landing on a source behind the cursor would otherwise be missed.
-        while !self.all_seen(record) {
-            if !self.still_in_flight(epoch) {
+        loop {
+            // The newest record at this epoch: a skip changes it without a new epoch.
+            let Some(now) = self.record().filter(|r| r.epoch == epoch) else {
                 return;
+            };
+            if self.step(&now).may_stream() {
+                break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -629,18 +833,8 @@ impl Membership {
         self.publish_progress(Some(progress.clone()));
         let mut last_publish = Instant::now();
         metrics::gauge!("shoal_transfer_partitions_pending").set(gains.len() as f64);
-        // Removing a dead node: ranges whose only holders were that node (objects written with
-        // a replication factor too small to survive it) have no source; they are skipped.
-        let removed = record
-            .next
-            .as_ref()
-            .filter(|t| t.kind == ChangeKind::Remove)
-            .map(|t| t.node.clone());
         for mv in &gains {
-            if !self
-                .stream_partition(epoch, mv, removed.as_ref(), &mut progress, started)
-                .await
-            {
+            if !self.stream_partition(epoch, mv, &mut progress, started).await {
                 return;
             }
             progress.partitions_done += 1;
@@ -670,10 +864,6 @@ impl Membership {
         self.process(outputs);
     }
 
-    fn still_in_flight(&self, epoch: u64) -> bool {
-        self.record.read().as_ref().is_some_and(|r| r.epoch == epoch)
-    }
-
     fn publish_progress(self: &Arc<Self>, progress: Option<TransferProgress>) {
         let outputs = {
             let mut swim = self.swim.lock();
@@ -684,19 +874,119 @@ impl Membership {
         self.process(outputs);
     }
 
-    /// Streams one partition range, resuming from the persisted cursor. Returns false if the
-    /// transition was superseded or committed meanwhile.
+    /// Streams one partition range, run by run (each `n` from the node that gives it up; see
+    /// `Move::givers`). Returns false if the transition was superseded or committed meanwhile.
     async fn stream_partition(
         self: &Arc<Self>,
         epoch: u64,
         mv: &Move,
-        removed: Option<&NodeId>,
         progress: &mut TransferProgress,
         started: Instant,
     ) -> bool {
-        let cursor_key = format!("transfer/{epoch}/{}", mv.partition);
+        for (n_min, n_max, giver) in mv.runs() {
+            if !self
+                .stream_run(epoch, mv, (n_min, n_max), giver.as_ref(), progress, started)
+                .await
+            {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Streams the objects of factor `n_min..=n_max` of `mv`'s partition from the sources the
+    /// engine names (`LayoutRecord::source_for`). Returns false if the change moved on.
+    async fn stream_run(
+        self: &Arc<Self>,
+        epoch: u64,
+        mv: &Move,
+        (n_min, n_max): (u8, u8),
+        giver: Option<&NodeId>,
+        progress: &mut TransferProgress,
+        started: Instant,
+    ) -> bool {
+        loop {
+            // The newest record at this epoch: a skip changes whom the change waits for.
+            let Some(record) = self.record().filter(|r| r.epoch == epoch) else {
+                return false;
+            };
+            let live = |id: &NodeId| {
+                *id != self.me
+                    && self
+                        .swim
+                        .lock()
+                        .member(id)
+                        .is_some_and(|m| m.liveness != Liveness::Dead)
+            };
+            let sources = match record.source_for(giver, &mv.sources, live) {
+                Source::Ask(sources) => sources,
+                Source::PassOver => {
+                    let lost = record.removed().is_some_and(|r| mv.sources.iter().all(|s| s == r));
+                    warn!(
+                        partition = mv.partition,
+                        n_min,
+                        n_max,
+                        lost,
+                        "no live holder of this range and none is waited for (removed or skipped); passing it over"
+                    );
+                    if lost {
+                        metrics::counter!("shoal_transfer_ranges_lost_total").increment(1);
+                    }
+                    return true;
+                }
+                Source::Wait(holder) => {
+                    let waiting = format!(
+                        "partition {} (n {n_min}..={n_max}): waiting for {holder}, which holds it and is down",
+                        mv.partition
+                    );
+                    if progress.waiting.as_ref() != Some(&waiting) {
+                        warn!(partition = mv.partition, %holder, "the node this range must come from is down; waiting for it, or for `shoal admin skip`");
+                        progress.waiting = Some(waiting);
+                        self.publish_progress(Some(progress.clone()));
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            if progress.waiting.take().is_some() {
+                self.publish_progress(Some(progress.clone()));
+            }
+            let mut complete = true;
+            for source in &sources {
+                match self
+                    .fetch_run(epoch, mv.partition, (n_min, n_max), source, progress, started)
+                    .await
+                {
+                    Some(true) => {}
+                    Some(false) => {
+                        complete = false;
+                        break;
+                    }
+                    None => return false,
+                }
+            }
+            if complete {
+                return true;
+            }
+            // A source failed: ask the engine again (it may be dead now, or back).
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Streams a run from `source` to its end, resuming from that source's persisted cursor:
+    /// `Some(true)` once done, `Some(false)` if the source failed, `None` if the change moved on.
+    async fn fetch_run(
+        self: &Arc<Self>,
+        epoch: u64,
+        partition: u32,
+        (n_min, n_max): (u8, u8),
+        source: &NodeId,
+        progress: &mut TransferProgress,
+        started: Instant,
+    ) -> Option<bool> {
+        let cursor_key = format!("transfer/{epoch}/{partition}/{n_min}/{source}");
         let mut from: Vec<u8> = match self.store().get_meta(&cursor_key) {
-            Ok(Some(c)) if c == CURSOR_DONE => return true,
+            Ok(Some(c)) if c == CURSOR_DONE => return Some(true),
             Ok(Some(c)) => c,
             Ok(None) => Vec::new(),
             Err(e) => {
@@ -705,45 +995,18 @@ impl Membership {
             }
         };
         let rate = self.transfer_config.max_mb_per_sec * 1e6;
-        let mut attempt = 0usize;
         loop {
-            if !self.still_in_flight(epoch) {
-                return false;
+            if self.record().is_none_or(|r| r.epoch != epoch) {
+                return None;
             }
-            let source = {
-                let swim = self.swim.lock();
-                mv.sources
-                    .iter()
-                    .filter(|s| swim.member(s).is_some_and(|m| m.liveness != Liveness::Dead))
-                    .nth(attempt % mv.sources.len().max(1))
-                    .cloned()
-            };
-            let Some(source) = source else {
-                if removed.is_some_and(|r| mv.sources.iter().all(|s| s == r)) {
-                    warn!(
-                        partition = mv.partition,
-                        n_min = mv.n_min,
-                        n_max = mv.n_max,
-                        "only the removed node held these objects (their n was too small to survive it); skipping"
-                    );
-                    metrics::counter!("shoal_transfer_ranges_lost_total").increment(1);
-                    return true;
-                }
-                warn!(
-                    partition = mv.partition,
-                    "no live node holds this partition range yet; waiting"
-                );
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            };
             let request = PeerRequest::Fetch {
-                partition: mv.partition,
+                partition,
                 from: Bytes::from(from.clone()),
-                n_min: mv.n_min,
-                n_max: mv.n_max,
+                n_min,
+                n_max,
                 max_bytes: self.transfer_config.chunk_bytes.min(u32::MAX as usize) as u32,
             };
-            let answer = self.transport.call(&source, request, Duration::from_secs(30)).await;
+            let answer = self.transport.call(source, request, Duration::from_secs(30)).await;
             match answer.and_then(|r| match r {
                 PeerResponse::Chunk { objects, resume } => Ok((objects, resume)),
                 other => Err(unexpected(other)),
@@ -752,7 +1015,6 @@ impl Membership {
                     let bytes: u64 = objects.iter().map(|(k, o)| (k.len() + o.payload_len()) as u64).sum();
                     let keys = objects.len() as u64;
                     let replica = self.coordinator.replica().clone();
-                    let partition = mv.partition;
                     let applied = tokio::task::spawn_blocking(move || {
                         for (key, object) in &objects {
                             replica
@@ -786,63 +1048,15 @@ impl Membership {
                         tokio::time::sleep(due - elapsed).await;
                     }
                     if done {
-                        return true;
+                        return Some(true);
                     }
                 }
                 Err(e) => {
-                    warn!(%source, partition = mv.partition, error = %e, "transfer source failed; trying the next");
-                    attempt += 1;
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    warn!(%source, partition, error = %e, "transfer source failed");
+                    return Some(false);
                 }
             }
         }
-    }
-
-    /// After a change has finished (or been skipped past): wait out the drop delay, drop what
-    /// this node held under the layout of version `old_epoch` (`old_members`) and no longer
-    /// holds, and stop if it has left.
-    fn after_commit(self: Arc<Self>, old_epoch: u64, old_members: Vec<Member>, new: LayoutRecord) {
-        tokio::spawn(async move {
-            let old_layout = shoal_ring::Layout::new(old_epoch, old_members, self.ring);
-            let (Ok(old_layout), Ok(new_p)) = (old_layout, new.placement()) else {
-                return;
-            };
-            self.publish_progress(None);
-            let drops = moves(&new_p.current, &old_layout, &self.me, self.max_n);
-            let leaving = !new.in_current(&self.me) && old_layout.member(&self.me).is_some();
-            if drops.is_empty() && !leaving {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(self.transfer_config.drop_delay_ms)).await;
-            let replica = self.coordinator.replica().clone();
-            let (coordinator, me) = (self.coordinator.clone(), self.me.clone());
-            let dropped = tokio::task::spawn_blocking(move || {
-                let mut total = 0;
-                for mv in drops {
-                    // The drop was planned against the layout committed a drop delay ago. A
-                    // change adopted since may give the range back (a leave right after a
-                    // join), and this node must then keep what it streamed in and what dual
-                    // writes sent it: ask the newest placement, key by key.
-                    let still_held = |n: u8| coordinator.placement().is_none_or(|p| p.holds(&me, mv.partition, n));
-                    match replica.drop_range(mv.partition, mv.n_min, mv.n_max, still_held) {
-                        Ok(n) => total += n,
-                        Err(e) => error!(partition = mv.partition, error = %e, "dropping a partition range"),
-                    }
-                }
-                total
-            })
-            .await
-            .unwrap_or(0);
-            info!(
-                keys = dropped,
-                epoch = new.epoch,
-                "dropped data this node no longer owns"
-            );
-            if leaving {
-                info!("this node has left the cluster; stopping");
-                self.stop.send_replace(true);
-            }
-        });
     }
 
     /// `shoal admin join SEED`: learn the cluster from `seed`, then propose adding this node.
@@ -876,23 +1090,56 @@ impl Membership {
 
     /// `shoal admin remove NODE`: take a dead node out of the layout.
     pub fn remove(self: &Arc<Self>, node: NodeId) -> Result<LayoutRecord, String> {
-        let liveness = self.swim.lock().member(&node).map(|m| m.liveness);
         let in_layout = self.record.read().as_ref().is_some_and(|r| r.in_current(&node));
+        if in_layout {
+            self.ensure_dead(
+                &node,
+                "removed",
+                "decommission a live node with `shoal admin leave` on it",
+            )?;
+        }
+        // Not a member: let the layout say so.
+        self.propose(Change::Remove(node))
+    }
+
+    /// `shoal admin skip NODE`: let the change in flight go on without a dead member (Garage's
+    /// `skip-dead-nodes`). Never automatic: a node SWIM calls dead may only be cut off, and
+    /// still serving on its old layout. When it returns, peers fence it off until it adopts
+    /// the newer record, and it hands what it holds in ranges it lost to their owners.
+    pub fn skip(self: &Arc<Self>, node: NodeId) -> Result<LayoutRecord, String> {
+        if node == self.me {
+            return Err("a node cannot skip itself; run `shoal admin skip` on another member".into());
+        }
+        self.ensure_dead(
+            &node,
+            "skipped",
+            "the change is waiting for it to catch up, which it will by itself",
+        )?;
+        let current = self
+            .record()
+            .ok_or("this node has no cluster layout yet; join it to a cluster first")?;
+        let skipped = current.skip(&node, self.max_n).map_err(|e| e.to_string())?;
+        self.adopt(skipped.clone()).map_err(|e| e.to_string())?;
+        warn!(node = %node, epoch = skipped.epoch, "skipped a dead member: the layout change goes on without it");
+        Ok(skipped)
+    }
+
+    /// Refuses (saying why) unless SWIM on this node holds `node` dead, or has not heard from
+    /// it for the longest suspicion timeout since it started (it died while the cluster was
+    /// down).
+    fn ensure_dead(&self, node: &NodeId, done: &str, instead: &str) -> Result<(), String> {
+        let liveness = self.swim.lock().member(node).map(|m| m.liveness);
         match liveness {
-            Some(Liveness::Dead) => self.propose(Change::Remove(node)),
-            // Not a member: let the layout say so.
-            None if !in_layout => self.propose(Change::Remove(node)),
-            // A layout member nobody has heard from since this node started (it died while the
-            // cluster was down): once a full suspicion timeout has passed, it is as good as dead.
-            None if self.now() > self.never_heard_grace() => self.propose(Change::Remove(node)),
+            Some(Liveness::Dead) => Ok(()),
+            None if self.now() > self.never_heard_grace() => Ok(()),
             None => Err(format!(
-                "SWIM on this node has not heard from {node} since it started {:.0} s ago; it can be removed once \
+                "SWIM on this node has not heard from {node} since it started {:.0} s ago; it can be {done} once \
                  {:.0} s have passed without a word from it",
                 self.now().as_secs_f64(),
                 self.never_heard_grace().as_secs_f64()
             )),
             Some(l) => Err(format!(
-                "node {node} is {}; only a dead node can be removed (decommission a live node with `shoal admin leave` on it)",
+                "node {node} is {}; only a dead node can be {done} ({instead})",
                 liveness_label(l)
             )),
         }

@@ -3,30 +3,35 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use shoal_antientropy::{AntiEntropy, Remote, TreeQuery};
-use shoal_coordinator::{CoordError, Coordinator, PutRequest, PutResponse, Transport, TransportFuture};
+use shoal_coordinator::{
+    CoordError, Coordinator, HandoffRefused, PutRequest, PutResponse, StaleLayout, Transport, TransportFuture,
+};
 use shoal_membership::Message;
 use shoal_net::{Pool, Service};
-use shoal_ring::NodeId;
+use shoal_ring::{LayoutRecord, NodeId};
 use shoal_storage::{Object, RocksStore};
 
 use crate::membership::{Membership, NodeMeta};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum PeerRequest {
-    /// Merge this copy of the key into your replica.
+    /// Merge this copy of the key into your replica. `epoch`: the coordinator's layout epoch,
+    /// for epoch fencing (see [`Coordinator::check_fence`]).
     Put {
+        epoch: u64,
         key: Bytes,
         object: Object,
     },
     /// Send your replica's copy of the key.
     Get {
+        epoch: u64,
         key: Bytes,
     },
     /// Coordinate this write: you replicate its key and this node does not.
@@ -45,21 +50,29 @@ pub enum PeerRequest {
     },
     /// Sloppy quorum: keep this copy as a hint for `owner`, which is down.
     Hint {
+        epoch: u64,
         owner: NodeId,
         key: Bytes,
         object: Object,
     },
     /// Sloppy quorum: send the hint you keep of `key` for `owner`.
     GetHint {
+        epoch: u64,
         owner: NodeId,
         key: Bytes,
     },
-    /// Merge these copies into your replica (hint delivery, anti-entropy push).
+    /// Merge these copies into your replica (hint delivery, stray handoff, anti-entropy push).
+    /// `epoch`: the sender's layout epoch; taken only when both hold the same stable layout
+    /// (see [`Coordinator::check_handoff`]).
     Merge {
+        epoch: u64,
         objects: Vec<(Bytes, Object)>,
     },
     /// Anti-entropy: a level of your Merkle tree of (partition, n).
+    /// `epoch`: the sender's layout epoch; answered only when both hold the same stable
+    /// layout, so an exchange never pairs replicas of two different layouts.
     AaeTree {
+        epoch: u64,
         partition: u32,
         n: u8,
         query: TreeQuery,
@@ -75,8 +88,10 @@ pub enum PeerRequest {
         partition: u32,
         keys: Vec<Bytes>,
     },
-    /// Tombstone GC: delete these keys where you hold exactly this tombstone version.
+    /// Tombstone GC: delete these keys where you hold exactly this tombstone version. A
+    /// reaper under an old layout would miss an owner, so `epoch` is fenced too.
     Reap {
+        epoch: u64,
         partition: u32,
         keys: Vec<(Bytes, u64)>,
     },
@@ -101,6 +116,12 @@ pub enum PeerResponse {
     Objects(Vec<(Bytes, Option<Object>)>),
     Keys(Vec<Bytes>),
     Failed(String),
+    /// Epoch fencing refused the request (`reason`); `record` is this node's layout, newer
+    /// than the asker's.
+    StaleLayout {
+        reason: String,
+        record: Option<LayoutRecord>,
+    },
 }
 
 /// Reaches other nodes' peer ports through one pooled QUIC connection each. Cloning is cheap,
@@ -110,14 +131,25 @@ pub struct QuicTransport {
     pool: Arc<Pool>,
     /// Peer addresses by node, from configuration at first and then from SWIM's member metadata.
     addrs: Arc<RwLock<HashMap<NodeId, SocketAddr>>>,
+    /// Where a newer layout record that fenced a request out goes (membership adopts it).
+    on_stale: Arc<OnceLock<NewerLayout>>,
 }
+
+type NewerLayout = Box<dyn Fn(LayoutRecord) + Send + Sync>;
 
 impl QuicTransport {
     pub fn new(pool: Pool, addrs: HashMap<NodeId, SocketAddr>) -> Self {
         Self {
             pool: Arc::new(pool),
             addrs: Arc::new(RwLock::new(addrs)),
+            on_stale: Arc::new(OnceLock::new()),
         }
+    }
+
+    /// Set once, by membership: what to do with the layout record of a replica that fenced a
+    /// request out.
+    pub fn on_stale_layout(&self, adopt: impl Fn(LayoutRecord) + Send + Sync + 'static) {
+        let _ = self.on_stale.set(Box::new(adopt));
     }
 
     pub fn addr(&self, node: &NodeId) -> Option<SocketAddr> {
@@ -140,9 +172,19 @@ impl QuicTransport {
         }
     }
 
+    /// One request to `node`. A refusal by epoch fencing hands the replica's newer layout
+    /// record to membership and is reported as an error.
     pub async fn call(&self, node: &NodeId, req: PeerRequest, timeout: Duration) -> Result<PeerResponse, String> {
         let addr = self.addr(node).ok_or_else(|| format!("no address known for {node}"))?;
-        self.call_addr(addr, req, timeout).await
+        match self.call_addr(addr, req, timeout).await? {
+            PeerResponse::StaleLayout { reason, record } => {
+                if let (Some(record), Some(adopt)) = (record, self.on_stale.get()) {
+                    adopt(record);
+                }
+                Err(format!("{node}: {reason}"))
+            }
+            other => Ok(other),
+        }
     }
 
     pub async fn call_addr(
@@ -179,11 +221,13 @@ impl Transport for QuicTransport {
     fn replica_put(
         &self,
         node: &NodeId,
+        epoch: u64,
         key: Bytes,
         object: Arc<Object>,
         timeout: Duration,
     ) -> TransportFuture<Result<(), String>> {
         let req = PeerRequest::Put {
+            epoch,
             key,
             object: (*object).clone(),
         };
@@ -196,10 +240,11 @@ impl Transport for QuicTransport {
     fn replica_get(
         &self,
         node: &NodeId,
+        epoch: u64,
         key: Bytes,
         timeout: Duration,
     ) -> TransportFuture<Result<Option<Object>, String>> {
-        self.spawn_call(node, PeerRequest::Get { key }, timeout, |r| match r {
+        self.spawn_call(node, PeerRequest::Get { epoch, key }, timeout, |r| match r {
             PeerResponse::Object(o) => Ok(o),
             other => Err(unexpected(other)),
         })
@@ -208,12 +253,14 @@ impl Transport for QuicTransport {
     fn hinted_put(
         &self,
         node: &NodeId,
+        epoch: u64,
         owner: &NodeId,
         key: Bytes,
         object: Arc<Object>,
         timeout: Duration,
     ) -> TransportFuture<Result<(), String>> {
         let req = PeerRequest::Hint {
+            epoch,
             owner: owner.clone(),
             key,
             object: (*object).clone(),
@@ -227,11 +274,13 @@ impl Transport for QuicTransport {
     fn hinted_get(
         &self,
         node: &NodeId,
+        epoch: u64,
         owner: &NodeId,
         key: Bytes,
         timeout: Duration,
     ) -> TransportFuture<Result<Option<Object>, String>> {
         let req = PeerRequest::GetHint {
+            epoch,
             owner: owner.clone(),
             key,
         };
@@ -261,6 +310,8 @@ const BACKGROUND_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct PeerRemote {
     pub transport: Arc<QuicTransport>,
     pub node: NodeId,
+    /// The layout epoch the exchange was planned under (tombstone GC is fenced by it).
+    pub epoch: u64,
 }
 
 impl PeerRemote {
@@ -274,7 +325,16 @@ impl PeerRemote {
 
 impl Remote for PeerRemote {
     async fn tree(&self, partition: u32, n: u8, query: TreeQuery) -> Result<Vec<u64>, String> {
-        match self.ask(PeerRequest::AaeTree { partition, n, query }).await? {
+        let epoch = self.epoch;
+        match self
+            .ask(PeerRequest::AaeTree {
+                epoch,
+                partition,
+                n,
+                query,
+            })
+            .await?
+        {
             PeerResponse::Hashes(h) => Ok(h),
             other => Err(unexpected(other)),
         }
@@ -295,14 +355,16 @@ impl Remote for PeerRemote {
     }
 
     async fn push(&self, objects: Vec<(Bytes, Object)>) -> Result<(), String> {
-        match self.ask(PeerRequest::Merge { objects }).await? {
+        let epoch = self.epoch;
+        match self.ask(PeerRequest::Merge { epoch, objects }).await? {
             PeerResponse::Stored => Ok(()),
             other => Err(unexpected(other)),
         }
     }
 
     async fn reap(&self, partition: u32, _n: u8, keys: Vec<(Bytes, u64)>) -> Result<Vec<Bytes>, String> {
-        match self.ask(PeerRequest::Reap { partition, keys }).await? {
+        let epoch = self.epoch;
+        match self.ask(PeerRequest::Reap { epoch, partition, keys }).await? {
             PeerResponse::Keys(k) => Ok(k),
             other => Err(unexpected(other)),
         }
@@ -325,17 +387,45 @@ pub struct PeerService {
 /// Requests a peer may send in one anti-entropy message, whatever it asks for.
 const MAX_AAE_ITEMS: usize = 4096;
 
+impl PeerService {
+    /// Epoch fencing's answer: the reason, and this node's newer record for the asker to adopt.
+    fn stale(&self, stale: StaleLayout) -> PeerResponse {
+        PeerResponse::StaleLayout {
+            reason: stale.to_string(),
+            record: self.membership.record(),
+        }
+    }
+
+    fn refused(&self, e: HandoffRefused) -> PeerResponse {
+        match e {
+            HandoffRefused::Stale(stale) => self.stale(stale),
+            HandoffRefused::Busy(reason) => PeerResponse::Failed(reason),
+        }
+    }
+}
+
 impl Service for PeerService {
     type Request = PeerRequest;
     type Response = PeerResponse;
 
     async fn call(self: Arc<Self>, _from: SocketAddr, request: PeerRequest, timeout: Duration) -> PeerResponse {
+        let fenced = match &request {
+            PeerRequest::Put { epoch, .. } => Some(("put", *epoch)),
+            PeerRequest::Get { epoch, .. } => Some(("get", *epoch)),
+            PeerRequest::Hint { epoch, .. } => Some(("hint", *epoch)),
+            PeerRequest::GetHint { epoch, .. } => Some(("get_hint", *epoch)),
+            PeerRequest::Reap { epoch, .. } => Some(("reap", *epoch)),
+            _ => None,
+        };
+        if let Some(Err(stale)) = fenced.map(|(kind, e)| self.coordinator.check_fence(kind, e)) {
+            return self.stale(stale);
+        }
         match request {
-            PeerRequest::Put { key, object } => match self.coordinator.apply_local(key, object).await {
+            PeerRequest::Put { key, object, .. } => match self.coordinator.apply_local(key, object).await {
                 Ok(()) => PeerResponse::Stored,
                 Err(e) => PeerResponse::Failed(e),
             },
-            PeerRequest::Get { key } => match self.coordinator.read_local(key).await {
+            PeerRequest::Get { key, .. } => match self.coordinator.read_local(key).await {
                 Ok(o) => PeerResponse::Object(o),
                 Err(e) => PeerResponse::Failed(e),
             },
@@ -345,21 +435,30 @@ impl Service for PeerService {
                 req.timeout_ms = Some(req.timeout_ms.map_or(ms, |t| t.min(ms)));
                 PeerResponse::Coordinated(self.coordinator.put(req).await)
             }
-            PeerRequest::Hint { owner, key, object } => match self.coordinator.store_hint(owner, key, object).await {
+            PeerRequest::Hint { owner, key, object, .. } => match self.coordinator.store_hint(owner, key, object).await
+            {
                 Ok(()) => PeerResponse::Stored,
                 Err(e) => PeerResponse::Failed(e),
             },
-            PeerRequest::GetHint { owner, key } => match self.coordinator.read_hint(owner, key).await {
+            PeerRequest::GetHint { owner, key, .. } => match self.coordinator.read_hint(owner, key).await {
                 Ok(o) => PeerResponse::Object(o),
                 Err(e) => PeerResponse::Failed(e),
             },
-            PeerRequest::Merge { objects } => match self.coordinator.apply_batch(objects).await {
-                Ok(()) => PeerResponse::Stored,
-                Err(e) => PeerResponse::Failed(e),
-            },
-            PeerRequest::AaeTree { partition, n, query } => {
-                PeerResponse::Hashes(self.aae.answer_tree(partition, n, &query))
+            PeerRequest::Merge { epoch, objects } => {
+                match self.coordinator.accept_handoff("merge", epoch, objects).await {
+                    Ok(()) => PeerResponse::Stored,
+                    Err(e) => self.refused(e),
+                }
             }
+            PeerRequest::AaeTree {
+                epoch,
+                partition,
+                n,
+                query,
+            } => match self.coordinator.check_handoff("aae", epoch) {
+                Ok(_placement) => PeerResponse::Hashes(self.aae.answer_tree(partition, n, &query)),
+                Err(e) => self.refused(e),
+            },
             PeerRequest::AaeDigests {
                 partition,
                 n,
@@ -378,7 +477,9 @@ impl Service for PeerService {
                     Err(e) => PeerResponse::Failed(e),
                 }
             }
-            PeerRequest::Reap { partition, mut keys } => {
+            PeerRequest::Reap {
+                partition, mut keys, ..
+            } => {
                 keys.truncate(MAX_AAE_ITEMS);
                 match self.aae.answer_reap(partition, keys).await {
                     Ok(k) => PeerResponse::Keys(k),

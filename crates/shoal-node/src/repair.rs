@@ -2,7 +2,6 @@
 //! with tombstone GC. The mechanisms live in `shoal-handoff` and `shoal-antientropy`; this
 //! module decides when and with whom, from SWIM liveness and the layout.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,59 +27,34 @@ pub struct HintTarget {
 impl Deliver for HintTarget {
     fn ready(&self, owner: &str) -> bool {
         let id = NodeId::from(owner);
-        match self.coordinator.placement() {
-            None => false,
-            Some(p) if p.current.member(&id).is_some() => self.membership.is_alive(&id),
-            // An owner that has left the layout (a leave or a remove): its hints go to the
-            // keys' owners now, as Riak hands a fallback vnode's data to the vnode's current
-            // owner, once no change is in flight to move them again.
-            Some(p) => !p.changing(),
-        }
+        self.coordinator
+            .placement()
+            .is_some_and(|p| p.handoff_ready(&id, self.membership.is_alive(&id)))
     }
 
     async fn deliver(&self, owner: &str, objects: Vec<(Bytes, Object)>) -> Result<(), String> {
-        let id = NodeId::from(owner);
-        let layout = self
+        let placement = self
             .coordinator
-            .layout()
+            .placement()
             .ok_or_else(|| "this node has not joined a cluster yet".to_string())?;
-        if layout.member(&id).is_some() {
-            return self.merge_into(&id, objects).await;
-        }
-        // The intended owner is gone. The copy may be the only one of an acknowledged write
-        // (a sloppy write with n=1, or one whose other replicas have failed since), and the
-        // transfer that moved the owner's ranges could not stream it from a dead node: give it
-        // to every replica the key has now. Merges are joins, so a replica that already holds
-        // it is unchanged.
-        let mut by_node: BTreeMap<NodeId, Vec<(Bytes, Object)>> = BTreeMap::new();
-        for (key, object) in objects {
-            let partition = layout.partition_of(&key);
-            for node in layout.preference_list(partition, object.n as usize) {
-                by_node
-                    .entry(node.clone())
-                    .or_default()
-                    .push((key.clone(), object.clone()));
-            }
-        }
-        for (node, batch) in by_node {
+        let epoch = placement.epoch;
+        let routes = placement.route_handoff(&NodeId::from(owner), objects, |o| o.n);
+        drop(placement);
+        for (node, batch) in routes {
             if node == *self.coordinator.me() {
-                self.coordinator.apply_batch(batch).await?;
+                self.coordinator
+                    .accept_handoff("handoff", epoch, batch)
+                    .await
+                    .map_err(|e| e.to_string())?;
             } else {
-                self.merge_into(&node, batch).await?;
+                let req = PeerRequest::Merge { epoch, objects: batch };
+                match self.transport.call(&node, req, Duration::from_secs(30)).await? {
+                    PeerResponse::Stored => {}
+                    other => return Err(unexpected(other)),
+                }
             }
         }
-        debug!(owner, "handed a departed owner's hints to the keys' current replicas");
         Ok(())
-    }
-}
-
-impl HintTarget {
-    async fn merge_into(&self, node: &NodeId, objects: Vec<(Bytes, Object)>) -> Result<(), String> {
-        let req = PeerRequest::Merge { objects };
-        match self.transport.call(node, req, Duration::from_secs(30)).await? {
-            PeerResponse::Stored => Ok(()),
-            other => Err(unexpected(other)),
-        }
     }
 }
 
@@ -109,7 +83,7 @@ pub async fn anti_entropy(
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         }
-        let layout = placement.current.clone();
+        let (layout, epoch) = (placement.current.clone(), placement.epoch);
         // Only requests may hold a placement for long: a layout change announces itself
         // once the replaced placement is no longer referenced (see `Membership::announce_seen`).
         drop(placement);
@@ -136,6 +110,7 @@ pub async fn anti_entropy(
                 let remote = PeerRemote {
                     transport: transport.clone(),
                     node: peer.clone(),
+                    epoch,
                 };
                 let pace = |bytes: u64| {
                     let t = throttle.clone();
@@ -151,13 +126,14 @@ pub async fn anti_entropy(
             }
             // GC needs every other replica: each must have matched our root after the
             // tombstone was written, and must delete its copy too.
-            if live.len() == others.len() {
+            if live.len() == others.len() && membership.gc_allowed() {
                 let remotes: Vec<(String, PeerRemote)> = others
                     .iter()
                     .map(|o| {
                         let remote = PeerRemote {
                             transport: transport.clone(),
                             node: o.clone(),
+                            epoch,
                         };
                         (o.to_string(), remote)
                     })

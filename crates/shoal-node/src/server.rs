@@ -72,9 +72,27 @@ impl NodeShared {
         let n = coordinator.config().defaults.n as usize;
         let layout = coordinator.layout();
         let record = self.membership.record();
-        let members: Vec<_> = self
-            .membership
-            .members()
+        let member_list = self.membership.members();
+        // Whom the change in flight waits for, each with its liveness and a sentence.
+        let (blockers, stuck) = self.membership.blocked_on();
+        let waiting_for: Vec<_> = blockers
+            .iter()
+            .map(|b| {
+                let liveness = member_list
+                    .iter()
+                    .find(|m| m.id == b.node)
+                    .and_then(|m| m.liveness)
+                    .map_or("unknown", crate::membership::liveness_label);
+                json!({
+                    "node": b.node.to_string(),
+                    "waiting": b.waiting,
+                    "epoch": b.epoch,
+                    "liveness": liveness,
+                    "reason": format!("{b} ({liveness})"),
+                })
+            })
+            .collect();
+        let members: Vec<_> = member_list
             .into_iter()
             .map(|m| {
                 let owned = |len: usize| layout.as_ref().map_or(0, |l| l.partitions_of(&m.id, len).len());
@@ -94,8 +112,10 @@ impl NodeShared {
                     "admin_state": m.admin_state.to_string(),
                     "seen_epoch": m.meta.as_ref().map(|x| x.seen_epoch),
                     "synced_epoch": m.meta.as_ref().map(|x| x.synced_epoch),
+                    "swept_epoch": m.meta.as_ref().map(|x| x.swept_epoch),
                     "transfer": m.meta.as_ref().and_then(|x| x.transfer.clone()).map(|t| json!({
                         "epoch": t.epoch,
+                        "waiting": t.waiting,
                         "partitions_done": t.partitions_done,
                         "partitions_total": t.partitions_total,
                         "percent": if t.partitions_total == 0 { 100.0 } else {
@@ -128,6 +148,11 @@ impl NodeShared {
                     "kind": kind.to_string(),
                     "node": node.to_string(),
                     "phase": phase.to_string(),
+                    "waiting_for": waiting_for,
+                    "blocked_secs": stuck.map(|d| d.as_secs_f64()),
+                    "skipped": record.as_ref().map(|r| {
+                        r.skipped.keys().filter(|id| r.excused(id)).map(|id| id.to_string()).collect::<Vec<_>>()
+                    }),
                 })),
             },
             "defaults": {"n": d.n, "w": d.w, "r": d.r, "max_n": d.max_n},
@@ -439,6 +464,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
         sloppy_quorum: config.requests.sloppy_quorum,
         precise_delays: true,
         inject: config.latency_profile()?.map(Arc::new),
+        layout_lease: config.swim_config().layout_lease(),
     };
     if let Some(p) = &coord_config.inject {
         warn!(profile = %p.name, "injecting WARS latencies on every replica request (bench.latency_profile): for benchmarks only");

@@ -27,6 +27,7 @@ use crate::layout::{Layout, RingConfig};
 use crate::node::{Member, NodeId};
 use crate::partition::PartitionId;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -110,6 +111,15 @@ pub enum ChangeError {
          time, so wait until `shoal admin status` shows no transition and retry"
     )]
     InFlight { kind: ChangeKind, node: NodeId, epoch: u64 },
+    #[error("no layout change is in flight, so there is nothing to skip a node for")]
+    NothingToSkip,
+    #[error("the layout change in flight does not wait for node {node}")]
+    NotWaitedFor { node: NodeId },
+    #[error(
+        "node {node} gains data in the change in flight and has not streamed it in; skipping it would commit a \
+         layout whose owner holds nothing. Bring {node} back: the change resumes where it stopped"
+    )]
+    SkipGainer { node: NodeId },
     #[error("node {node} is already a member of the cluster")]
     AlreadyMember { node: NodeId },
     #[error("node {node} is not a member of the cluster")]
@@ -170,6 +180,12 @@ pub struct LayoutRecord {
     /// After a commit, until every live node has adopted it: the member set it replaced.
     #[serde(default)]
     pub retiring: Option<Retiring>,
+    /// Nodes the operator skipped (`shoal admin skip`), each with the record epoch it was
+    /// skipped at: excused from the change in flight then (see [`LayoutRecord::excused`]),
+    /// and kept so that a skipped node learns, whenever it returns, that a change went on
+    /// without it. Last, so that it only breaks ties between records otherwise equal.
+    #[serde(default)]
+    pub skipped: BTreeMap<NodeId, u64>,
 }
 
 impl LayoutRecord {
@@ -185,6 +201,7 @@ impl LayoutRecord {
             current: members,
             next: None,
             retiring: None,
+            skipped: BTreeMap::new(),
         })
     }
 
@@ -195,6 +212,20 @@ impl LayoutRecord {
                 ours: self.config,
                 theirs: other.config,
             });
+        }
+        // The same record with other skips (operators skipping two nodes at once): keep both.
+        let mut same = other.clone();
+        same.skipped = self.skipped.clone();
+        if same == *self {
+            let mut changed = false;
+            for (node, at) in &other.skipped {
+                let mine = self.skipped.entry(node.clone()).or_insert(0);
+                if at > mine {
+                    *mine = *at;
+                    changed = true;
+                }
+            }
+            return Ok(changed);
         }
         if other > self {
             *self = other.clone();
@@ -286,6 +317,7 @@ impl LayoutRecord {
             current: self.current.clone(),
             next: Some(Transition { kind, node, members }),
             retiring: None,
+            skipped: self.skipped.clone(),
         })
     }
 
@@ -306,6 +338,7 @@ impl LayoutRecord {
                 layout_epoch: self.current_epoch,
                 members: self.current.clone(),
             }),
+            skipped: self.skipped.clone(),
         })
     }
 
@@ -332,6 +365,33 @@ impl LayoutRecord {
         (self.retiring.is_none() && self.current_epoch > before.0).then_some(before)
     }
 
+    /// Whether a node whose record went from `old` straight to this one slept through the
+    /// streaming phase of a change that has committed since (it was down, SIGSTOPped or cut
+    /// off, and the cluster went on without it). Whatever it acknowledged meanwhile under
+    /// `old`, as a coordinator with a small `w` or as a replica of other stale coordinators,
+    /// no gaining node streamed in: it must hand the data it no longer holds to the owners
+    /// before dropping it, not just drop it.
+    pub fn missed_stream_from(&self, old: &LayoutRecord) -> bool {
+        let saw_the_proposal = old.next.is_some() && old.epoch + 1 == self.current_epoch;
+        self.current_epoch > old.current_epoch && !saw_the_proposal
+    }
+
+    /// Whether tombstone GC may run: every member, and every other node still alive
+    /// (`others`: one that left keeps its strays until it has handed them over), has dealt
+    /// with the strays the changes up to the current layout left it (`swept(id)`: the current
+    /// epoch at its last finished handoff). A stray may be older than a delete the owners
+    /// have since collected; merged into them after the collection, it would bring the
+    /// deleted value back, so GC waits for the handoff as it waits for every replica
+    /// (Cassandra's gc_grace rule, enforced rather than documented).
+    pub fn strays_cleared<'a>(
+        &self,
+        swept: impl Fn(&NodeId) -> u64,
+        others: impl IntoIterator<Item = &'a NodeId>,
+    ) -> bool {
+        let done = |id: &NodeId| swept(id) >= self.current_epoch;
+        self.change().is_none() && self.current.iter().all(|m| done(&m.id)) && others.into_iter().all(done)
+    }
+
     /// The layouts the request path uses.
     pub fn placement(&self) -> Result<Placement, RingError> {
         Ok(Placement {
@@ -345,6 +405,48 @@ impl LayoutRecord {
                 Some(r) => Some(Arc::new(Layout::new(r.layout_epoch, r.members.clone(), self.config)?)),
                 None => None,
             },
+        })
+    }
+}
+
+/// What a node still has to do with data it no longer owns (persisted, so a restart resumes
+/// it): set when a record leaves it strays ([`PendingStrays::after`]), cleared once it
+/// has dealt with them under a stable layout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingStrays {
+    /// The record that last left strays: a handoff that began before it must run again.
+    pub epoch: u64,
+    /// Hand them to the owners before dropping them (some change was slept through).
+    pub hand_over: bool,
+}
+
+impl PendingStrays {
+    /// What a node owes, on top of `pending`, once its record went from `old` to `new`:
+    /// - a change it followed ended: drop what it no longer holds (the gaining nodes streamed
+    ///   it all in);
+    /// - it slept through a change ([`LayoutRecord::missed_stream_from`]), or adopted a change
+    ///   with its layout lease `lapsed` (out of touch long enough for the cluster to have
+    ///   started streaming without it): hand its strays to the owners before dropping them,
+    ///   for it may hold writes it acknowledged meanwhile that no gaining node streamed;
+    /// - it was skipped (`shoal admin skip`) since its record was `old`: the change went on
+    ///   without it as a source, so it may hold the only copy of what it lost.
+    ///
+    /// A handoff still owed is never downgraded to a drop.
+    pub fn after(
+        pending: Option<PendingStrays>,
+        me: &NodeId,
+        old: &LayoutRecord,
+        new: &LayoutRecord,
+        lapsed: bool,
+    ) -> Option<PendingStrays> {
+        let moved = new.next.is_some() || new.current_epoch > old.current_epoch;
+        let hand_over = new.missed_stream_from(old) || (lapsed && moved) || new.skipped_since(me, old.epoch);
+        if !hand_over && new.ended_change_from(old).is_none() {
+            return pending;
+        }
+        Some(PendingStrays {
+            epoch: new.epoch,
+            hand_over: hand_over || pending.is_some_and(|p| p.hand_over),
         })
     }
 }
@@ -376,6 +478,26 @@ impl Placement {
         self.next.as_ref().or(self.previous.as_ref())
     }
 
+    /// Epoch fencing: the oldest layout epoch a coordinator may hold for a node with this
+    /// placement to serve its replica requests. A coordinator that slept through part of a
+    /// change (SIGSTOPped, partitioned, down) would otherwise read from owners that have since
+    /// dropped the data, or acknowledge writes on nodes no read asks.
+    ///
+    /// - Stable: the commit of the current layout. Anything older reads from the layout before
+    ///   it, whose leavers have dropped their data.
+    /// - Streaming: the proposal itself. A coordinator without it writes to the old owners
+    ///   only, behind the gaining nodes' transfer cursors.
+    /// - Retiring: the proposal of the committed change. A coordinator that has the proposal
+    ///   but not the commit still writes to both member sets and reads from the old one,
+    ///   which keeps receiving every write until the change finishes.
+    pub fn fence(&self) -> u64 {
+        match (&self.next, &self.previous) {
+            (Some(_), _) => self.epoch,
+            (None, Some(_)) => self.current.version().saturating_sub(1),
+            (None, None) => self.current.version(),
+        }
+    }
+
     /// Whether a layout change is under way (streaming or retiring).
     pub fn changing(&self) -> bool {
         self.companion().is_some()
@@ -387,6 +509,54 @@ impl Placement {
     pub fn holds(&self, node: &NodeId, p: PartitionId, n: u8) -> bool {
         let within = |layout: &Layout| position(layout.walk(p), node) < n as usize;
         within(&self.current) || self.companion().is_some_and(|l| within(l))
+    }
+
+    /// Where an object of replication factor `n` in partition `p` that `node` holds but no
+    /// longer should goes: its owners in the current layout but `node`. `None` if `node`
+    /// holds it.
+    pub fn stray_owners(&self, node: &NodeId, p: PartitionId, n: u8) -> Option<Vec<NodeId>> {
+        if self.holds(node, p, n) {
+            return None;
+        }
+        let owners = self.current.preference_list(p, n as usize);
+        Some(owners.iter().filter(|id| *id != node).cloned().collect())
+    }
+
+    /// Whether a handoff (hint delivery, stray handoff) for `owner` may go now: never while a
+    /// change is in flight (a handoff reaches one owner, not the write set of both layouts,
+    /// and that owner may be about to drop the range after a gaining node streamed it); then
+    /// once `owner` is `alive`, or at once if it has left the layout (its objects go to the
+    /// keys' owners instead, see [`Placement::route_handoff`]).
+    pub fn handoff_ready(&self, owner: &NodeId, alive: bool) -> bool {
+        !self.changing() && (alive || self.current.member(owner).is_none())
+    }
+
+    /// Where each object of a handoff meant for `owner` goes: to `owner` while it owns the
+    /// object's key in the current layout, else to every owner the key has now (a departed
+    /// owner's hints, or a hint for a range its owner has since lost, as Riak hands a fallback
+    /// vnode's data to the vnode's current owner). `n_of` reads an object's replication factor.
+    pub fn route_handoff<K: AsRef<[u8]> + Clone, V: Clone>(
+        &self,
+        owner: &NodeId,
+        objects: Vec<(K, V)>,
+        n_of: impl Fn(&V) -> u8,
+    ) -> BTreeMap<NodeId, Vec<(K, V)>> {
+        let mut by_node: BTreeMap<NodeId, Vec<(K, V)>> = BTreeMap::new();
+        for (key, object) in objects {
+            let partition = self.current.partition_of(key.as_ref());
+            let owners = self.current.preference_list(partition, n_of(&object) as usize);
+            if owners.contains(owner) {
+                by_node.entry(owner.clone()).or_default().push((key, object));
+                continue;
+            }
+            for node in owners {
+                by_node
+                    .entry(node.clone())
+                    .or_default()
+                    .push((key.clone(), object.clone()));
+            }
+        }
+        by_node
     }
 
     /// The owners in the companion layout that are not owners in `current`: where a write
@@ -416,6 +586,30 @@ pub struct Move {
     pub n_max: u8,
     /// Nodes of `from` that hold every object of the range, in the order to ask them.
     pub sources: Vec<NodeId>,
+    /// For each factor `n` of the range, the node of `from` that gives up objects of factor
+    /// `n` in this change (`None` where no node does: `from` had fewer than `n` members).
+    /// Streaming each `n` from its giver, as Cassandra streams a range from the replica that
+    /// gives it up, keeps every replica set's contents: the new set is the old one with the
+    /// giver's copy moved to the gaining node, so whatever W replicas acknowledged before the
+    /// change, W replicas still hold after it, even where the other sources missed a write.
+    #[serde(default)]
+    pub givers: Vec<(u8, Option<NodeId>)>,
+}
+
+impl Move {
+    /// The range cut into runs of consecutive `n` with the same giver: `(n_min, n_max, giver)`,
+    /// each streamed in one go.
+    pub fn runs(&self) -> Vec<(u8, u8, Option<NodeId>)> {
+        let mut out: Vec<(u8, u8, Option<NodeId>)> = Vec::new();
+        for n in self.n_min..=self.n_max {
+            let giver = self.givers.iter().find(|(m, _)| *m == n).and_then(|(_, g)| g.clone());
+            match out.last_mut() {
+                Some((_, hi, g)) if *g == giver && *hi + 1 == n => *hi = n,
+                _ => out.push((n, n, giver)),
+            }
+        }
+        out
+    }
 }
 
 fn position(walk: &[NodeId], node: &NodeId) -> usize {
@@ -443,11 +637,23 @@ pub fn moves(from: &Layout, to: &Layout, node: &NodeId, max_n: u8) -> Vec<Move> 
         // position n_min holds the whole range: asking them in walk order, the first one alive
         // has everything that any live node has.
         let sources = from_walk.iter().take(n_min).filter(|id| *id != node).cloned().collect();
+        let givers = (n_min..=n_max)
+            .map(|n| {
+                let new_owners = &to_walk[..n.min(to_walk.len())];
+                let giver = from_walk
+                    .iter()
+                    .take(n)
+                    .find(|id| *id != node && !new_owners.contains(id))
+                    .cloned();
+                (n as u8, giver)
+            })
+            .collect();
         out.push(Move {
             partition: p,
             n_min: n_min as u8,
             n_max: n_max as u8,
             sources,
+            givers,
         });
     }
     out
@@ -513,6 +719,140 @@ mod tests {
         assert_eq!(r3.ended_change_from(&r2), before);
         assert_eq!(r3.ended_change_from(&r1), before);
         assert_eq!(r3.ended_change_from(&r3), None);
+    }
+
+    /// A node that slept through a change's streaming phase, and only such a node, must hand
+    /// its strays over before dropping them.
+    #[test]
+    fn sleeping_through_a_stream_is_told_apart_from_following_the_change() {
+        let r0 = three();
+        let r1 = r0.propose(Change::Join(member("n4")), 3).unwrap();
+        let r2 = r1.commit().unwrap();
+        let r3 = r2.finish().unwrap();
+        let r4 = r3.propose(Change::Leave("n1".into()), 3).unwrap();
+        let r5 = r4.commit().unwrap();
+        // Followed step by step, or from the proposal on: nothing missed.
+        for (old, new) in [(&r0, &r1), (&r1, &r2), (&r2, &r3), (&r1, &r3), (&r3, &r4), (&r4, &r5)] {
+            assert!(!new.missed_stream_from(old), "{} -> {}", old.epoch, new.epoch);
+        }
+        // Asleep from before the proposal until after the commit.
+        for (old, new) in [(&r0, &r2), (&r0, &r3), (&r0, &r5), (&r1, &r5), (&r2, &r5), (&r3, &r5)] {
+            assert!(new.missed_stream_from(old), "{} -> {}", old.epoch, new.epoch);
+        }
+        // Strays go to the current owners only; held objects are not strays.
+        let p = r3.placement().unwrap();
+        let mut strays = 0;
+        for part in 0..cfg().partitions {
+            for id in ["n1", "n2", "n3", "n4"] {
+                let id = NodeId::from(id);
+                match p.stray_owners(&id, part, 3) {
+                    None => assert!(p.current.preference_list(part, 3).contains(&id)),
+                    Some(owners) => {
+                        strays += 1;
+                        assert_eq!(owners, p.current.preference_list(part, 3));
+                    }
+                }
+            }
+        }
+        assert!(strays > 0);
+    }
+
+    /// What a node owes after adopting a record: a followed change ends in a drop, a slept-
+    /// through one or one adopted with a lapsed lease in a handoff, and a handoff owed is
+    /// never downgraded.
+    #[test]
+    fn strays_owed_after_a_record_depend_on_what_the_node_missed() {
+        let r0 = three();
+        let r1 = r0.propose(Change::Join(member("n4")), 3).unwrap();
+        let r2 = r1.commit().unwrap();
+        let r3 = r2.finish().unwrap();
+        let me = NodeId::from("n1");
+        let drop = |epoch| {
+            Some(PendingStrays {
+                epoch,
+                hand_over: false,
+            })
+        };
+        let hand = |epoch| Some(PendingStrays { epoch, hand_over: true });
+        // Followed step by step: nothing until the finish, then a drop.
+        assert_eq!(PendingStrays::after(None, &me, &r0, &r1, false), None);
+        assert_eq!(PendingStrays::after(None, &me, &r1, &r2, false), None);
+        assert_eq!(PendingStrays::after(None, &me, &r2, &r3, false), drop(r3.epoch));
+        // Slept through the streaming: a handoff, as soon as the commit arrives.
+        assert_eq!(PendingStrays::after(None, &me, &r0, &r2, false), hand(r2.epoch));
+        assert_eq!(PendingStrays::after(None, &me, &r0, &r3, false), hand(r3.epoch));
+        // Adopted the proposal with a lapsed lease: streaming may have begun without it.
+        assert_eq!(PendingStrays::after(None, &me, &r0, &r1, true), hand(r1.epoch));
+        // A lapsed lease with nothing moving owes nothing.
+        assert_eq!(PendingStrays::after(None, &me, &r3, &r3, true), None);
+        // A handoff still owed survives a later drop, at the later epoch.
+        assert_eq!(
+            PendingStrays::after(hand(r1.epoch), &me, &r2, &r3, false),
+            hand(r3.epoch)
+        );
+        // Skipped while it had the proposal: the change went on without it as a source, so
+        // the finish it had the proposal of still owes a handoff (without the skip, a drop).
+        assert_eq!(PendingStrays::after(None, &me, &r1, &r3, false), drop(r3.epoch));
+        let s3 = r1.skip(&me, 3).unwrap().commit().unwrap().finish().unwrap();
+        assert_eq!(PendingStrays::after(None, &me, &r1, &s3, false), hand(s3.epoch));
+        assert_eq!(
+            PendingStrays::after(None, &"n2".into(), &r1, &s3, false),
+            drop(s3.epoch)
+        );
+        // A pending drop is kept when nothing new ends.
+        assert_eq!(
+            PendingStrays::after(drop(r3.epoch), &me, &r3, &r3, false),
+            drop(r3.epoch)
+        );
+    }
+
+    /// Tombstone GC waits for every member, and every other live node, to have swept the
+    /// current layout's strays, and for no change to be in flight.
+    #[test]
+    fn gc_waits_until_every_node_has_swept_its_strays() {
+        let r0 = three();
+        let r1 = r0.propose(Change::Join(member("n4")), 3).unwrap();
+        let r3 = r1.commit().unwrap().finish().unwrap();
+        let swept = |done: &'static [&'static str], epoch: u64| {
+            move |id: &NodeId| if done.contains(&id.as_str()) { epoch } else { 0 }
+        };
+        const ALL: &[&str] = &["n1", "n2", "n3", "n4"];
+        assert!(r0.strays_cleared(swept(&["n1", "n2", "n3"], r0.current_epoch), []));
+        // In flight: never, even if every node has swept.
+        assert!(!r1.strays_cleared(swept(ALL, r1.epoch), []));
+        // Finished: every member, the new one included, at the current layout.
+        assert!(r3.strays_cleared(swept(ALL, r3.current_epoch), []));
+        assert!(!r3.strays_cleared(swept(&["n1", "n2", "n3"], r3.current_epoch), []));
+        assert!(!r3.strays_cleared(swept(ALL, r0.current_epoch), []));
+        // A live node outside the layout (one that left) must have swept too.
+        let gone = NodeId::from("n9");
+        assert!(!r3.strays_cleared(swept(ALL, r3.current_epoch), [&gone]));
+    }
+
+    /// Epoch fencing through a whole change: each phase serves the coordinators whose writes
+    /// reach every owner a read may ask and whose reads ask owners that still hold the data,
+    /// and no older ones.
+    #[test]
+    fn the_fence_admits_exactly_the_coordinators_a_phase_is_safe_with() {
+        let r0 = three();
+        let r1 = r0.propose(Change::Join(member("n4")), 3).unwrap();
+        let r2 = r1.commit().unwrap();
+        let r3 = r2.finish().unwrap();
+        let fence = |r: &LayoutRecord| r.placement().unwrap().fence();
+        // Stable: the commit of the current layout.
+        assert_eq!(fence(&r0), r0.epoch);
+        // Streaming: only coordinators that write to the gaining owners too.
+        assert_eq!(fence(&r1), r1.epoch);
+        // Retiring: a coordinator still on the proposal writes to both sets and reads from
+        // the old one, which keeps receiving writes; one before the proposal does neither.
+        assert_eq!(fence(&r2), r1.epoch);
+        assert!(fence(&r2) > r0.epoch);
+        // Finished: the retired owners may drop their data, so nothing before the commit.
+        assert_eq!(fence(&r3), r2.epoch);
+        // The next change's proposal fences out the finished one's coordinators.
+        let r4 = r3.propose(Change::Leave("n1".into()), 3).unwrap();
+        assert_eq!(fence(&r4), r4.epoch);
+        assert!(fence(&r4) > r3.epoch);
     }
 
     /// While a commit retires the old layout, a write must reach W of both preference lists:
@@ -641,7 +981,35 @@ mod tests {
                 let pos = p.current.walk(m.partition).iter().position(|x| x == s).unwrap();
                 assert!(pos < m.n_min as usize);
             }
+            // Each n's giver is the old owner the new preference list leaves out.
+            for (n, giver) in &m.givers {
+                let old = p.current.preference_list(m.partition, *n as usize);
+                let new = next.preference_list(m.partition, *n as usize);
+                let out: Vec<&NodeId> = old.iter().filter(|id| !new.contains(id)).collect();
+                assert_eq!(out, giver.iter().collect::<Vec<_>>(), "p{} n{n}", m.partition);
+            }
+            let runs = m.runs();
+            assert_eq!(runs.first().map(|r| r.0), Some(m.n_min));
+            assert_eq!(runs.last().map(|r| r.1), Some(m.n_max));
         }
+    }
+
+    /// A leave streams every range from the leaving node.
+    #[test]
+    fn a_leave_streams_from_the_leaving_node() {
+        let r0 = LayoutRecord::bootstrap(vec![member("n1"), member("n2"), member("n3"), member("n4")], cfg()).unwrap();
+        let p = r0.propose(Change::Leave("n4".into()), 3).unwrap().placement().unwrap();
+        let next = p.next.clone().unwrap();
+        let mut runs = 0;
+        for node in ["n1", "n2", "n3"] {
+            for m in moves(&p.current, &next, &node.into(), 3) {
+                for (_, _, giver) in m.runs() {
+                    assert_eq!(giver, Some("n4".into()));
+                    runs += 1;
+                }
+            }
+        }
+        assert!(runs > 0);
     }
 
     #[test]

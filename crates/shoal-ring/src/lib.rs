@@ -24,6 +24,7 @@
 //! `version` it carries is an opaque number for callers to order layouts by.
 //! Bad caller input is reported as a [`RingError`], never a panic.
 
+mod engine;
 mod error;
 mod history;
 mod layout;
@@ -32,9 +33,11 @@ mod partition;
 mod preference_list;
 mod token;
 
+pub use engine::{Blocker, Epochs, Source, Step, Waiting};
 pub use error::RingError;
 pub use history::{
-    moves, AdminState, Change, ChangeError, ChangeKind, LayoutRecord, Move, Phase, Placement, Retiring, Transition,
+    moves, AdminState, Change, ChangeError, ChangeKind, LayoutRecord, Move, PendingStrays, Phase, Placement, Retiring,
+    Transition,
 };
 pub use layout::{Layout, RingConfig, MAX_PARTITIONS, MAX_TOKENS_PER_NODE};
 pub use node::{Member, NodeId};

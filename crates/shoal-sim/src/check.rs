@@ -308,6 +308,14 @@ pub fn check(history: &History) -> Verdict {
             if *n != w.n || r + w.w <= *n || read.invoked_ms <= w.op.completed_ms {
                 continue;
             }
+            // As for lost writes: w removals since the write began may have taken every copy.
+            let removed = removals
+                .iter()
+                .filter(|&&t| t >= w.op.invoked_ms && t <= read.completed_ms)
+                .count();
+            if removed >= w.w as usize {
+                continue;
+            }
             v.intersection_pairs += 1;
             // A tombstone carries no write id, so a write that read one cannot name it: once
             // a delete covered `id`, a tombstone, nothing, or any write begun after that
@@ -495,6 +503,15 @@ mod tests {
         // A write begun after the removal owes nothing to it.
         let h = removal(history(vec![put(20, 1, &[1], &[], 1, true)], vec![]));
         assert_eq!(checkers(&check(&h)), ["no-lost-writes"]);
+        // Nor may a later strict read expect a w=1 write the removal may have taken...
+        let h = removal(history(
+            vec![put(0, 1, &[1], &[], 1, true), read(15, 3, vec![])],
+            vec![],
+        ));
+        assert!(check(&h).ok(), "{:?}", check(&h).anomalies);
+        // ...but a read before the removal must see it.
+        let h = removal(history(vec![put(0, 1, &[1], &[], 1, true), read(5, 3, vec![])], vec![]));
+        assert_eq!(checkers(&check(&h)), ["quorum-intersection"]);
     }
 
     #[test]

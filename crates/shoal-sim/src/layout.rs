@@ -9,8 +9,16 @@
 //!    it gains from the first old owner that answers, and announces it has synced;
 //! 4. once every gainer has synced, any node commits; the old member set keeps receiving
 //!    writes until every live node has seen the commit, then any node finishes it;
-//! 5. after the finish and a drop delay, nodes drop what they no longer hold (asking the
-//!    newest placement key by key), and a leaving node stops.
+//! 5. after the finish and a drop delay, each node sweeps what it no longer holds: it hands
+//!    over what it may have accepted alone (it slept through the change's streaming, or its
+//!    layout lease had lapsed) to the new owners, drops the rest key by key under the newest
+//!    placement, records the swept epoch, and a leaving node stops.
+//!
+//! Peer requests carry the coordinator's layout epoch and replicas fence older ones, and a
+//! node holds back its own acknowledgements while its layout lease has lapsed: the same
+//! `Coordinator` code as `shoal-node`. The lease renews when a layout exchange with a
+//! peer completes or a fenced refusal brings a newer record (`shoal-node` renews it on SWIM
+//! acks that carry the peer's epoch).
 //!
 //! What `shoal-node` gossips in SWIM metadata and user state (the record, each node's seen
 //! and synced epochs) travels here in a push/pull exchange with one live peer every
@@ -22,9 +30,9 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
+
 use shoal_membership::Liveness;
-use shoal_ring::{moves, AdminState, ChangeKind, Layout, LayoutRecord, Member, NodeId, Placement};
+use shoal_ring::{moves, AdminState, Epochs, LayoutRecord, NodeId, PendingStrays, Placement, Source, Step};
 use shoal_storage::{Object, Store};
 
 use crate::net::{index_of, Net};
@@ -32,18 +40,11 @@ use crate::node::Core;
 
 const META_RECORD: &str = "layout/record";
 const META_SYNCED: &str = "layout/synced_epoch";
+/// Set while this node may hold strays it must hand over before dropping them.
+const META_STRAYS: &str = "layout/strays";
 /// How often a node exchanges its layout knowledge with one live peer.
 pub const GOSSIP_INTERVAL: Duration = Duration::from_millis(200);
 const LAYOUT_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// What a node knows of another's progress through layout changes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Epochs {
-    /// The highest epoch it has adopted with no older request still running.
-    pub seen: u64,
-    /// The epoch of the last change whose data it finished streaming in.
-    pub synced: u64,
-}
 
 /// One node's layout state (its memory; the record and synced epoch are also on its disk).
 #[derive(Default)]
@@ -53,6 +54,8 @@ pub struct LayoutState {
     pub views: BTreeMap<NodeId, Epochs>,
     /// Placements replaced by an adoption, until the requests holding them return.
     retired: Vec<Weak<Placement>>,
+    /// A stray handoff is running.
+    sweeping: bool,
 }
 
 /// The record and synced epoch a node boots with: from its disk, else `bootstrap`.
@@ -72,6 +75,17 @@ pub fn load(store: &dyn Store, bootstrap: Option<LayoutRecord>) -> (Option<Layou
     (record, synced)
 }
 
+/// What the node of `store` still has to do with data it no longer owns.
+pub fn pending_strays(store: &dyn Store) -> Option<PendingStrays> {
+    let bytes = store.get_meta(META_STRAYS).ok().flatten()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+fn set_pending_strays(store: &dyn Store, pending: Option<PendingStrays>) {
+    let bytes = pending.map_or_else(Vec::new, |p| serde_json::to_vec(&p).expect("encodes"));
+    let _ = store.put_meta(META_STRAYS, &bytes);
+}
+
 /// Whether the record on `store` says its node has left the cluster.
 pub fn has_left(store: &dyn Store, id: &NodeId) -> bool {
     load(store, None)
@@ -88,6 +102,7 @@ impl Core {
     /// coordinator's placement and persists the record. Returns whether it changed.
     pub fn adopt(&self, incoming: &LayoutRecord) -> bool {
         let mut state = self.layout.lock();
+        let old = state.record.clone();
         let changed = match state.record.as_mut() {
             Some(r) => r.merge(incoming).unwrap_or(false),
             None => {
@@ -99,6 +114,17 @@ impl Core {
             return false;
         }
         let record = state.record.clone().expect("set just above");
+        if let Some(old) = old {
+            // As `shoal-node`'s membership does: once the cluster is stable again, drop what
+            // this node no longer holds, handing it to the owners first if it may have missed
+            // a stream.
+            let pending = pending_strays(self.store.as_ref());
+            let lapsed = !self.coordinator.layout_confirmed();
+            let after = PendingStrays::after(pending, &self.id, &old, &record, lapsed);
+            if after != pending {
+                set_pending_strays(self.store.as_ref(), after);
+            }
+        }
         let Ok(placement) = record.placement() else {
             return false;
         };
@@ -109,6 +135,21 @@ impl Core {
             let _ = self.store.put_meta(META_RECORD, &bytes);
         }
         true
+    }
+
+    /// Whether this node may still hold strays to drop or hand over (see `sweep_strays`).
+    pub fn strays_pending(&self) -> bool {
+        pending_strays(self.store.as_ref()).is_some()
+    }
+
+    /// Whether tombstone GC may run (`LayoutRecord::strays_cleared`).
+    pub fn gc_allowed(&self) -> bool {
+        let live = self.live_nodes();
+        let state = self.layout.lock();
+        state
+            .record
+            .as_ref()
+            .is_some_and(|r| r.strays_cleared(|id| state.views.get(id).map_or(0, |e| e.swept), &live))
     }
 
     fn my_epochs(&self) -> Epochs {
@@ -145,6 +186,7 @@ impl Core {
             let mine = state.views.entry(id).or_default();
             mine.seen = mine.seen.max(e.seen);
             mine.synced = mine.synced.max(e.synced);
+            mine.swept = mine.swept.max(e.swept);
         }
         (state.record.clone(), state.views.clone())
     }
@@ -163,57 +205,55 @@ impl Core {
         out
     }
 
-    /// Whether every live node still in either layout has seen `record`'s epoch.
-    fn all_seen(&self, record: &LayoutRecord) -> bool {
-        let live = self.live_nodes();
+    /// The layout-change engine's next step for `record`, as `shoal-node` runs it, from the
+    /// epochs this node has heard of. With the `ExcuseDead` sabotage, members SWIM calls dead
+    /// count as having seen everything, as Shoal did before the engine.
+    pub fn step(&self, record: &LayoutRecord) -> Step {
+        let gainers = record.gainers(self.max_n());
+        let dead: Vec<NodeId> = if self.excuse_dead {
+            let swim = self.swim.lock();
+            swim.members()
+                .filter(|m| m.liveness == Liveness::Dead)
+                .map(|m| m.id.clone())
+                .collect()
+        } else {
+            Vec::new()
+        };
         let state = self.layout.lock();
-        live.iter().all(|id| {
-            record.admin_state(id) == AdminState::Left || state.views.get(id).is_some_and(|e| e.seen >= record.epoch)
-        })
+        record.step(
+            |id| {
+                let mut e = state.views.get(id).copied();
+                if dead.contains(id) {
+                    e.get_or_insert_with(Epochs::default).seen = u64::MAX;
+                }
+                e
+            },
+            &gainers,
+        )
     }
 
     fn max_n(&self) -> u8 {
         self.coordinator.config().defaults.max_n
     }
 
-    /// The nodes that gain data in `record`'s change.
-    fn gainers(&self, record: &LayoutRecord) -> Vec<NodeId> {
-        let Ok(p) = record.placement() else { return Vec::new() };
-        let Some(next) = &p.next else { return Vec::new() };
-        next.members()
-            .iter()
-            .filter(|m| !moves(&p.current, next, &m.id, self.max_n()).is_empty())
-            .map(|m| m.id.clone())
-            .collect()
-    }
-
-    /// Commits the change once every gainer has synced; finishes a committed change once
-    /// every live node has seen the commit.
+    /// Commits or finishes the change in flight when the engine says so.
     fn advance(&self) {
         let Some(record) = self.record() else { return };
-        if record.next.is_some() {
-            let synced = {
-                let state = self.layout.lock();
-                self.gainers(&record)
-                    .iter()
-                    .all(|g| state.views.get(g).is_some_and(|e| e.synced >= record.epoch))
-            };
-            if synced {
-                if let Some(commit) = record.commit() {
-                    // The sabotage: commit straight to the new layout, as Shoal did before
-                    // the retiring phase (the checkers must then find stale reads).
-                    let commit = if self.retire_after_commit {
-                        commit
-                    } else {
-                        commit.finish().expect("a commit retires a layout")
-                    };
-                    self.adopt(&commit);
-                }
+        match self.step(&record) {
+            Step::Commit(commit) => {
+                // The sabotage: commit straight to the new layout, as Shoal did before the
+                // retiring phase (the checkers must then find stale reads).
+                let commit = if self.retire_after_commit {
+                    commit
+                } else {
+                    commit.finish().expect("a commit retires a layout")
+                };
+                self.adopt(&commit);
             }
-        } else if record.retiring.is_some() && self.all_seen(&record) {
-            if let Some(finish) = record.finish() {
+            Step::Finish(finish) => {
                 self.adopt(&finish);
             }
+            _ => {}
         }
     }
 
@@ -227,52 +267,52 @@ impl Core {
         let Ok(p) = record.placement() else { return };
         let Some(next) = &p.next else { return };
         let gains = moves(&p.current, next, &self.id, self.max_n());
-        if gains.is_empty() || !self.all_seen(&record) {
+        if gains.is_empty() || !self.step(&record).may_stream() {
             return;
         }
-        // Removing a dead node: ranges only it held (objects whose n was too small to
-        // survive it) have no source and are skipped, as `shoal-node` does.
-        let removed = record
-            .next
-            .as_ref()
-            .filter(|t| t.kind == ChangeKind::Remove)
-            .map(|t| t.node.clone());
         for mv in gains {
-            if removed.as_ref().is_some_and(|r| mv.sources.iter().all(|s| s == r)) {
-                continue;
-            }
-            let live = self.live_nodes();
-            let mut done = false;
-            for source in mv.sources.iter().filter(|s| **s != self.id && live.contains(s)) {
-                let (partition, n_min, n_max) = (mv.partition, mv.n_min, mv.n_max);
-                let answer = net
-                    .call(
-                        self.index,
-                        self.inc,
-                        index_of(source),
-                        LAYOUT_TIMEOUT,
-                        false,
-                        move |core| async move {
-                            let mut out: Vec<(Bytes, Object)> = Vec::new();
-                            let scan = core.store.scan_partition(partition, b"", &mut |key, obj| {
-                                if (n_min..=n_max).contains(&obj.n) {
-                                    out.push((Bytes::copy_from_slice(key), obj));
-                                }
-                                true
-                            });
-                            scan.map(|_| out).map_err(|e| e.to_string())
-                        },
-                    )
-                    .await;
-                if let Ok(Ok(objects)) = answer {
-                    if self.coordinator.apply_batch(objects).await.is_ok() {
-                        done = true;
-                        break;
+            for (n_min, n_max, giver) in mv.runs() {
+                // As `shoal-node` does: each run from its giver, else (the giver removed or
+                // skipped) from any live holder, else passed over if nobody waited for holds it.
+                let Some(now) = self.record().filter(|r| r.epoch == record.epoch) else {
+                    return;
+                };
+                let live = self.live_nodes();
+                let is_live = |id: &NodeId| *id != self.id && live.contains(id);
+                let sources = match now.source_for(giver.as_ref(), &mv.sources, is_live) {
+                    Source::Ask(sources) => sources,
+                    Source::PassOver => continue,
+                    Source::Wait(_) => return,
+                };
+                for source in sources {
+                    let partition = mv.partition;
+                    let answer = net
+                        .call(
+                            self.index,
+                            self.inc,
+                            index_of(&source),
+                            LAYOUT_TIMEOUT,
+                            false,
+                            move |core| async move {
+                                let mut out: Vec<(Bytes, Object)> = Vec::new();
+                                let scan = core.store.scan_partition(partition, b"", &mut |key, obj| {
+                                    if (n_min..=n_max).contains(&obj.n) {
+                                        out.push((Bytes::copy_from_slice(key), obj));
+                                    }
+                                    true
+                                });
+                                scan.map(|_| out).map_err(|e| e.to_string())
+                            },
+                        )
+                        .await;
+                    let stored = match answer {
+                        Ok(Ok(objects)) => self.coordinator.apply_batch(objects).await.is_ok(),
+                        _ => false,
+                    };
+                    if !stored {
+                        return; // tried again on the next round
                     }
                 }
-            }
-            if !done || self.record().map(|r| r.epoch) != Some(record.epoch) {
-                return;
             }
         }
         let _ = self.store.put_meta(META_SYNCED, &record.epoch.to_be_bytes());
@@ -282,25 +322,31 @@ impl Core {
 
 /// Boots a node's layout knowledge: its record, and its own epochs (a persisted record was
 /// adopted before the crash, and no request survives one).
-pub fn boot_state(id: &NodeId, record: Option<LayoutRecord>, synced: u64) -> LayoutState {
+pub fn boot_state(id: &NodeId, record: Option<LayoutRecord>, synced: u64, strays: bool) -> LayoutState {
     let mut views = BTreeMap::new();
     views.insert(
         id.clone(),
         Epochs {
             seen: record.as_ref().map_or(0, |r| r.epoch),
             synced,
+            swept: if strays {
+                0
+            } else {
+                record.as_ref().map_or(0, |r| r.current_epoch)
+            },
         },
     );
     LayoutState {
         record,
         views,
         retired: Vec::new(),
+        sweeping: false,
     }
 }
 
-/// The layout loop: gossip, commit and finish, stream in, and drop after a change.
+/// The layout loop: gossip, commit and finish, stream in, and hand over and drop strays
+/// after a change.
 pub async fn layout_loop(net: Arc<Net>, core: Weak<Core>, drop_delay: Duration) {
-    let mut last: Option<LayoutRecord> = core.upgrade().and_then(|c| c.record());
     loop {
         tokio::time::sleep(GOSSIP_INTERVAL).await;
         let Some(c) = core.upgrade() else { return };
@@ -320,58 +366,57 @@ pub async fn layout_loop(net: Arc<Net>, core: Weak<Core>, drop_delay: Duration) 
                 })
                 .await;
             if let Ok((record, views)) = answer {
+                // This node's record is now at least the peer's: its layout lease renews.
                 c.exchange_layout(record, views);
+                c.coordinator.renew_layout_lease();
             }
         }
         c.advance();
         c.stream_in(&net).await;
-        let record = c.record();
-        if let (Some(old), Some(new)) = (&last, &record) {
-            if let Some((epoch, members)) = new.ended_change_from(old) {
-                tokio::spawn(drop_lost(
-                    net.clone(),
-                    Arc::downgrade(&c),
-                    epoch,
-                    members,
-                    new.clone(),
-                    drop_delay,
-                ));
+        if c.strays_pending() {
+            let stable = c.record().is_some_and(|r| r.change().is_none());
+            let start = stable && !std::mem::replace(&mut c.layout.lock().sweeping, true);
+            if start {
+                tokio::spawn(sweep_strays(net.clone(), Arc::downgrade(&c), drop_delay));
             }
         }
-        last = record;
     }
 }
 
-/// After `drop_delay`, drops what this node held under the layout `old_members` and no
-/// longer holds; a node that left then stops.
-async fn drop_lost(
-    net: Arc<Net>,
-    core: Weak<Core>,
-    old_epoch: u64,
-    old_members: Vec<Member>,
-    new: LayoutRecord,
-    drop_delay: Duration,
-) {
+/// After `drop_delay`, hands every stray to its owners and drops it (`shoal_handoff::strays`);
+/// a node that left then stops. The marker stays until every stray is handed over.
+async fn sweep_strays(net: Arc<Net>, core: Weak<Core>, drop_delay: Duration) {
     tokio::time::sleep(drop_delay).await;
     let Some(c) = core.upgrade() else { return };
     net.runnable(c.index).await;
+    // Cleared below only if no change has set it again meanwhile.
+    let Some(pending) = pending_strays(c.store.as_ref()) else {
+        c.layout.lock().sweeping = false;
+        return;
+    };
+    let target = crate::node::SimDeliver::new(&net, &c);
+    let partitions = c.record().map_or(0, |r| r.config.partitions);
+    let owners = c.coordinator.stray_owners();
+    let done = shoal_handoff::hand_off_strays(&c.replica, partitions, owners, &target, pending.hand_over).await;
     if !net.alive(c.index, c.inc) {
         return;
     }
-    let (Ok(old), Ok(new_p)) = (Layout::new(old_epoch, old_members, new.config), new.placement()) else {
-        return;
-    };
-    for mv in moves(&new_p.current, &old, &c.id, c.max_n()) {
-        let still_held = |n: u8| {
-            c.coordinator
-                .placement()
-                .is_none_or(|p| p.holds(&c.id, mv.partition, n))
-        };
-        let _ = c.replica.drop_range(mv.partition, mv.n_min, mv.n_max, still_held);
+    c.layout.lock().sweeping = false;
+    let unchanged = pending_strays(c.store.as_ref()) == Some(pending);
+    if done.is_ok() && unchanged && c.record().is_some_and(|r| r.change().is_none()) {
+        set_pending_strays(c.store.as_ref(), None);
+        let current = c.record().map_or(0, |r| r.current_epoch);
+        let mut state = c.layout.lock();
+        let me = state.views.entry(c.id.clone()).or_default();
+        me.swept = me.swept.max(current);
+        drop(state);
+        stop_if_left(&net, &c);
     }
-    let leaving = !new.in_current(&c.id) && old.member(&c.id).is_some();
-    if leaving && c.record().is_some_and(|r| r.admin_state(&c.id) == AdminState::Left) {
-        // The process exits, as `shoal serve` does once it has left.
+}
+
+/// A node that has left stops, as `shoal serve` exits once it has.
+fn stop_if_left(net: &Net, c: &Core) {
+    if c.record().is_some_and(|r| r.admin_state(&c.id) == AdminState::Left) {
         if let Some(me) = net.remove(c.index) {
             me.kill();
         }

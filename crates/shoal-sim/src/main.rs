@@ -34,16 +34,28 @@ struct Args {
     /// minus the hint window, over two (3 s here), deleted keys may come back.
     #[arg(long, default_value_t = 2)]
     max_skew_secs: u64,
+    /// How often the nemesis skips a member a layout change waits for while it is down
+    /// (`shoal admin skip`), from 0 to 1.
+    #[arg(long, default_value_t = 0.5)]
+    skip_chance: f64,
     /// Wipe a node's disk when it crashes (to see the checkers catch lost writes).
     #[arg(long)]
     sabotage_wipe_disk: bool,
-    /// Let the nemesis join, leave and remove nodes too.
+    /// Keep the membership fixed (by default the nemesis joins, leaves and removes nodes too).
     #[arg(long)]
-    membership: bool,
-    /// Commit layout changes without the retiring phase (to see the checkers catch the
-    /// stale reads it prevents; implies nothing without --membership).
+    no_membership: bool,
+    /// Commit layout changes without the retiring phase and without epoch fencing (to see
+    /// the checkers catch the stale reads they prevent; nothing with --no-membership).
     #[arg(long)]
     sabotage_commit_without_retiring: bool,
+    /// Serve replica requests whatever the coordinator's layout epoch (to see the checkers
+    /// catch what epoch fencing prevents; nothing with --no-membership).
+    #[arg(long)]
+    sabotage_no_fencing: bool,
+    /// Let layout changes go on without the members SWIM calls dead, as Shoal did before the
+    /// layout-change engine (with --sabotage-no-fencing too: the bug as it was).
+    #[arg(long)]
+    sabotage_excuse_dead: bool,
     /// Threads (each runs whole seeds).
     #[arg(long, default_value_t = std::thread::available_parallelism().map_or(1, |n| n.get()))]
     jobs: usize,
@@ -82,19 +94,26 @@ fn main() {
         c.keys = args.keys;
         c.faults = !args.no_faults;
         c.max_skew = Duration::from_secs(args.max_skew_secs);
-        c.membership = args.membership;
+        c.skip_chance = args.skip_chance;
+        c.membership = !args.no_membership;
         c.sabotage = if args.sabotage_wipe_disk {
             Some(Sabotage::WipeDiskOnCrash)
+        } else if args.sabotage_commit_without_retiring {
+            Some(Sabotage::CommitWithoutRetiring)
         } else {
-            args.sabotage_commit_without_retiring
-                .then_some(Sabotage::CommitWithoutRetiring)
+            match (args.sabotage_excuse_dead, args.sabotage_no_fencing) {
+                (true, true) => Some(Sabotage::ExcuseDeadNoFencing),
+                (true, false) => Some(Sabotage::ExcuseDead),
+                (false, true) => Some(Sabotage::NoFencing),
+                (false, false) => None,
+            }
         };
         c
     };
     // Everything but the seed selection, so a printed replay command reruns the same run.
     let mut replay_flags = format!(
-        " --chaos-secs {} --nodes {} --clients {} --keys {} --max-skew-secs {}",
-        args.chaos_secs, args.nodes, args.clients, args.keys, args.max_skew_secs
+        " --chaos-secs {} --nodes {} --clients {} --keys {} --max-skew-secs {} --skip-chance {}",
+        args.chaos_secs, args.nodes, args.clients, args.keys, args.max_skew_secs, args.skip_chance
     );
     if args.no_faults {
         replay_flags.push_str(" --no-faults");
@@ -102,11 +121,17 @@ fn main() {
     if args.sabotage_wipe_disk {
         replay_flags.push_str(" --sabotage-wipe-disk");
     }
-    if args.membership {
-        replay_flags.push_str(" --membership");
+    if args.no_membership {
+        replay_flags.push_str(" --no-membership");
     }
     if args.sabotage_commit_without_retiring {
         replay_flags.push_str(" --sabotage-commit-without-retiring");
+    }
+    if args.sabotage_excuse_dead {
+        replay_flags.push_str(" --sabotage-excuse-dead");
+    }
+    if args.sabotage_no_fencing {
+        replay_flags.push_str(" --sabotage-no-fencing");
     }
     let started = Instant::now();
     let reports = run_many(seeds.clone(), args.jobs, configure, |r| {

@@ -2,7 +2,8 @@
 //! anti-entropy, SWIM) over the node's fenced store, wired to the simulated network the way
 //! `shoal-node` wires them to QUIC.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
+use std::future::Future;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +12,8 @@ use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use shoal_antientropy::{pick_peer, plan_round, AaeConfig, AntiEntropy, PlannedTree, Remote, TreeQuery};
 use shoal_coordinator::{
-    CoordError, Coordinator, CoordinatorConfig, Health, PutRequest, PutResponse, Transport, TransportFuture,
+    CoordError, Coordinator, CoordinatorConfig, HandoffRefused, Health, PutRequest, PutResponse, Transport,
+    TransportFuture,
 };
 use shoal_handoff::{Deliver, DeliveryConfig, HandoffConfig, Hints};
 use shoal_membership::{Liveness, Message, Output, Swim, SwimConfig};
@@ -40,6 +42,12 @@ pub struct NodeConfig {
     /// Keep the old owners receiving writes after a commit until every node has seen it
     /// (off only to show the checkers find what goes wrong without it).
     pub retire_after_commit: bool,
+    /// Epoch fencing: replicas refuse coordinators on a layout older than their fence (off
+    /// only to show the checkers find what goes wrong without it).
+    pub fence: bool,
+    /// Count members SWIM calls dead as having seen every layout epoch, as Shoal did before
+    /// the layout-change engine (on only to show the checkers find what goes wrong).
+    pub excuse_dead: bool,
 }
 
 /// A host's wall clock: the run's virtual time, shifted by the host's skew, which the
@@ -89,6 +97,8 @@ pub struct Core {
     pub inbox: mpsc::UnboundedSender<Message<()>>,
     pub layout: Mutex<LayoutState>,
     pub retire_after_commit: bool,
+    pub fence: bool,
+    pub excuse_dead: bool,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -117,6 +127,7 @@ impl Core {
                 .with_clock(clock.clone()),
         );
         let (record, synced) = crate::layout::load(store.as_ref(), bootstrap);
+        let strays = crate::layout::pending_strays(store.as_ref()).is_some();
         let placement = record.as_ref().and_then(|r| r.placement().ok());
         let aae = AntiEntropy::open(
             replica.clone(),
@@ -151,6 +162,11 @@ impl Core {
                 CoordinatorConfig {
                     default_timeout: config.request_timeout,
                     precise_delays: false,
+                    layout_lease: if config.fence {
+                        config.swim.layout_lease()
+                    } else {
+                        Duration::ZERO
+                    },
                     ..CoordinatorConfig::default()
                 },
             )
@@ -181,8 +197,10 @@ impl Core {
             swim: Mutex::new(swim),
             down,
             inbox: tx,
-            layout: Mutex::new(boot_state(&node_id(index), record, synced)),
+            layout: Mutex::new(boot_state(&node_id(index), record, synced, strays)),
             retire_after_commit: config.retire_after_commit,
+            fence: config.fence,
+            excuse_dead: config.excuse_dead,
             tasks: Mutex::new(Vec::new()),
         });
         net.install(index, core.clone());
@@ -308,7 +326,7 @@ async fn aae_loop(net: Arc<Net>, core: std::sync::Weak<Core>, interval: Duration
         round += 1;
         let Some(c) = core.upgrade() else { return };
         let placement = c.coordinator.placement().filter(|p| !p.changing());
-        let Some(layout) = placement.map(|p| p.current.clone()) else {
+        let Some((layout, epoch)) = placement.map(|p| (p.current.clone(), p.epoch)) else {
             drop(c);
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
@@ -333,13 +351,13 @@ async fn aae_loop(net: Arc<Net>, core: std::sync::Weak<Core>, interval: Duration
             }
             let live: Vec<&NodeId> = others.iter().filter(|o| c.is_alive_member(o)).collect();
             if let Some(peer) = pick_peer(&live, round, partition) {
-                let remote = SimRemote::new(&net, &c, peer);
+                let remote = SimRemote::new(&net, &c, peer, epoch);
                 let _ = c.aae.exchange(partition, n, peer.as_str(), &remote, |_| async {}).await;
             }
-            if live.len() == others.len() {
+            if live.len() == others.len() && c.gc_allowed() {
                 let remotes: Vec<(String, SimRemote)> = others
                     .iter()
-                    .map(|o| (o.to_string(), SimRemote::new(&net, &c, o)))
+                    .map(|o| (o.to_string(), SimRemote::new(&net, &c, o, epoch)))
                     .collect();
                 let _ = c.aae.collect_garbage(partition, n, &remotes).await;
             }
@@ -348,6 +366,7 @@ async fn aae_loop(net: Arc<Net>, core: std::sync::Weak<Core>, interval: Duration
 }
 
 /// The coordinator's transport: peer requests over the simulated network.
+#[derive(Clone)]
 pub struct SimTransport {
     net: Arc<Net>,
     me: usize,
@@ -358,80 +377,176 @@ fn flat<T>(r: Result<Result<T, String>, String>) -> Result<T, String> {
     r.and_then(|x| x)
 }
 
+/// Why a replica request failed on the replica's side.
+enum Refusal {
+    Failed(String),
+    /// Epoch fencing refused it; the replica's record comes back with the reason.
+    Stale(String, Option<LayoutRecord>),
+}
+
+impl SimTransport {
+    /// A replica request under epoch fencing: the replica refuses a coordinator whose layout
+    /// is older than its fence and answers with its record, which the caller adopts (as
+    /// `shoal-node`'s transport hands it to membership).
+    async fn fenced<T, F, Fut>(
+        &self,
+        to: &NodeId,
+        kind: &'static str,
+        epoch: u64,
+        timeout: Duration,
+        idempotent: bool,
+        handle: F,
+    ) -> Result<T, String>
+    where
+        T: Send + 'static,
+        F: Fn(Arc<Core>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<T, String>> + Send + 'static,
+    {
+        let (net, me, inc) = (&self.net, self.me, self.inc);
+        let answer = net
+            .call(me, inc, index_of(to), timeout, idempotent, move |core| {
+                let fence = if core.fence {
+                    core.coordinator.check_fence(kind, epoch)
+                } else {
+                    Ok(())
+                };
+                let work = fence.map(|()| handle(core.clone()));
+                async move {
+                    match work {
+                        Ok(work) => work.await.map_err(Refusal::Failed),
+                        Err(stale) => Err(Refusal::Stale(stale.to_string(), core.record())),
+                    }
+                }
+            })
+            .await?;
+        self.settle(to, answer)
+    }
+
+    /// A handoff of `kind` (hint delivery, stray handoff, anti-entropy push) of `objects` to
+    /// `to`, taken only when both hold the same stable layout (`Coordinator::accept_handoff`).
+    async fn handoff(
+        &self,
+        to: &NodeId,
+        kind: &'static str,
+        epoch: u64,
+        objects: Vec<(Bytes, Object)>,
+    ) -> Result<(), String> {
+        let answer = self
+            .net
+            .call(
+                self.me,
+                self.inc,
+                index_of(to),
+                Duration::from_secs(10),
+                true,
+                move |core| {
+                    let objects = objects.clone();
+                    async move {
+                        let stored = core.coordinator.accept_handoff(kind, epoch, objects).await;
+                        stored.map_err(|e| refusal(&core, e))
+                    }
+                },
+            )
+            .await?;
+        self.settle(to, answer)
+    }
+
+    /// What a replica's answer means to the asker: a refusal by epoch fencing brings the
+    /// replica's record, which the asker adopts.
+    fn settle<T>(&self, to: &NodeId, answer: Result<T, Refusal>) -> Result<T, String> {
+        match answer {
+            Ok(v) => Ok(v),
+            Err(Refusal::Failed(e)) => Err(e),
+            Err(Refusal::Stale(reason, record)) => {
+                let me = self.net.core(self.me).filter(|c| c.inc == self.inc);
+                if let (Some(record), Some(c)) = (record, me) {
+                    c.adopt(&record);
+                    c.coordinator.renew_layout_lease();
+                }
+                Err(format!("{to}: {reason}"))
+            }
+        }
+    }
+}
+
+/// A handoff refusal as the replica `core` answers it.
+fn refusal(core: &Core, e: HandoffRefused) -> Refusal {
+    match e {
+        HandoffRefused::Stale(stale) => Refusal::Stale(stale.to_string(), core.record()),
+        HandoffRefused::Busy(reason) => Refusal::Failed(reason),
+    }
+}
+
 impl Transport for SimTransport {
     fn replica_put(
         &self,
         node: &NodeId,
+        epoch: u64,
         key: Bytes,
         object: Arc<Object>,
         timeout: Duration,
     ) -> TransportFuture<Result<(), String>> {
-        let (net, me, inc, to) = (self.net.clone(), self.me, self.inc, index_of(node));
+        let (this, node) = (self.clone(), node.clone());
         Box::pin(async move {
-            flat(
-                net.call(me, inc, to, timeout, true, move |core| {
-                    let (key, object) = (key.clone(), (*object).clone());
-                    async move { core.coordinator.apply_local(key, object).await }
-                })
-                .await,
-            )
+            this.fenced(&node, "put", epoch, timeout, true, move |core| {
+                let (key, object) = (key.clone(), (*object).clone());
+                async move { core.coordinator.apply_local(key, object).await }
+            })
+            .await
         })
     }
 
     fn replica_get(
         &self,
         node: &NodeId,
+        epoch: u64,
         key: Bytes,
         timeout: Duration,
     ) -> TransportFuture<Result<Option<Object>, String>> {
-        let (net, me, inc, to) = (self.net.clone(), self.me, self.inc, index_of(node));
+        let (this, node) = (self.clone(), node.clone());
         Box::pin(async move {
-            flat(
-                net.call(me, inc, to, timeout, false, move |core| {
-                    let key = key.clone();
-                    async move { core.coordinator.read_local(key).await }
-                })
-                .await,
-            )
+            this.fenced(&node, "get", epoch, timeout, false, move |core| {
+                let key = key.clone();
+                async move { core.coordinator.read_local(key).await }
+            })
+            .await
         })
     }
 
     fn hinted_put(
         &self,
         node: &NodeId,
+        epoch: u64,
         owner: &NodeId,
         key: Bytes,
         object: Arc<Object>,
         timeout: Duration,
     ) -> TransportFuture<Result<(), String>> {
-        let (net, me, inc, to, owner) = (self.net.clone(), self.me, self.inc, index_of(node), owner.clone());
+        let (this, node, owner) = (self.clone(), node.clone(), owner.clone());
         Box::pin(async move {
-            flat(
-                net.call(me, inc, to, timeout, true, move |core| {
-                    let (owner, key, object) = (owner.clone(), key.clone(), (*object).clone());
-                    async move { core.coordinator.store_hint(owner, key, object).await }
-                })
-                .await,
-            )
+            this.fenced(&node, "hint", epoch, timeout, true, move |core| {
+                let (owner, key, object) = (owner.clone(), key.clone(), (*object).clone());
+                async move { core.coordinator.store_hint(owner, key, object).await }
+            })
+            .await
         })
     }
 
     fn hinted_get(
         &self,
         node: &NodeId,
+        epoch: u64,
         owner: &NodeId,
         key: Bytes,
         timeout: Duration,
     ) -> TransportFuture<Result<Option<Object>, String>> {
-        let (net, me, inc, to, owner) = (self.net.clone(), self.me, self.inc, index_of(node), owner.clone());
+        let (this, node, owner) = (self.clone(), node.clone(), owner.clone());
         Box::pin(async move {
-            flat(
-                net.call(me, inc, to, timeout, false, move |core| {
-                    let (owner, key) = (owner.clone(), key.clone());
-                    async move { core.coordinator.read_hint(owner, key).await }
-                })
-                .await,
-            )
+            this.fenced(&node, "get_hint", epoch, timeout, false, move |core| {
+                let (owner, key) = (owner.clone(), key.clone());
+                async move { core.coordinator.read_hint(owner, key).await }
+            })
+            .await
         })
     }
 
@@ -452,64 +567,51 @@ impl Transport for SimTransport {
     }
 }
 
-/// Hint delivery over the simulated network.
-struct SimDeliver {
+/// Hint delivery (and stray handoff) over the simulated network.
+pub struct SimDeliver {
     net: Arc<Net>,
     core: std::sync::Weak<Core>,
     me: usize,
     inc: u64,
 }
 
+impl SimDeliver {
+    pub fn new(net: &Arc<Net>, core: &Arc<Core>) -> Self {
+        Self {
+            net: net.clone(),
+            core: Arc::downgrade(core),
+            me: core.index,
+            inc: core.inc,
+        }
+    }
+}
+
 impl Deliver for SimDeliver {
     fn ready(&self, owner: &str) -> bool {
         let Some(c) = self.core.upgrade() else { return false };
         let id = NodeId::from(owner);
-        match c.coordinator.placement() {
-            None => false,
-            Some(p) if p.current.member(&id).is_some() => c.is_alive_member(&id),
-            // An owner that left the layout: its hints go to the keys' owners now (as
-            // `shoal-node`'s HintTarget does), once no change is under way.
-            Some(p) => !p.changing(),
-        }
+        let placement = c.coordinator.placement();
+        placement.is_some_and(|p| p.handoff_ready(&id, c.is_alive_member(&id)))
     }
 
     async fn deliver(&self, owner: &str, objects: Vec<(Bytes, Object)>) -> Result<(), String> {
-        let id = NodeId::from(owner);
         let Some(c) = self.core.upgrade() else {
             return Err("stopped".into());
         };
-        let layout = c.coordinator.layout().ok_or("this node has not joined a cluster yet")?;
-        let mut by_node: BTreeMap<NodeId, Vec<(Bytes, Object)>> = BTreeMap::new();
-        if layout.member(&id).is_some() {
-            by_node.insert(id, objects);
-        } else {
-            for (key, object) in objects {
-                let partition = layout.partition_of(&key);
-                for node in layout.preference_list(partition, object.n as usize) {
-                    by_node
-                        .entry(node.clone())
-                        .or_default()
-                        .push((key.clone(), object.clone()));
-                }
-            }
-        }
-        drop(c);
-        for (node, batch) in by_node {
-            flat(
-                self.net
-                    .call(
-                        self.me,
-                        self.inc,
-                        index_of(&node),
-                        Duration::from_secs(10),
-                        true,
-                        move |core| {
-                            let batch = batch.clone();
-                            async move { core.coordinator.apply_batch(batch).await }
-                        },
-                    )
-                    .await,
-            )?;
+        let placement = c
+            .coordinator
+            .placement()
+            .ok_or("this node has not joined a cluster yet")?;
+        let epoch = placement.epoch;
+        let routes = placement.route_handoff(&NodeId::from(owner), objects, |o| o.n);
+        drop((placement, c));
+        let transport = SimTransport {
+            net: self.net.clone(),
+            me: self.me,
+            inc: self.inc,
+        };
+        for (node, batch) in routes {
+            transport.handoff(&node, "handoff", epoch, batch).await?;
         }
         Ok(())
     }
@@ -521,29 +623,46 @@ struct SimRemote {
     me: usize,
     inc: u64,
     to: usize,
+    /// The layout epoch the exchange was planned under (tombstone GC is fenced by it).
+    epoch: u64,
 }
 
 const AAE_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl SimRemote {
-    fn new(net: &Arc<Net>, core: &Core, peer: &NodeId) -> Self {
+    fn new(net: &Arc<Net>, core: &Core, peer: &NodeId, epoch: u64) -> Self {
         Self {
             net: net.clone(),
             me: core.index,
             inc: core.inc,
             to: index_of(peer),
+            epoch,
+        }
+    }
+
+    fn transport(&self) -> SimTransport {
+        SimTransport {
+            net: self.net.clone(),
+            me: self.me,
+            inc: self.inc,
         }
     }
 }
 
 impl Remote for SimRemote {
     async fn tree(&self, partition: u32, n: u8, query: TreeQuery) -> Result<Vec<u64>, String> {
-        self.net
+        let epoch = self.epoch;
+        let answer = self
+            .net
             .call(self.me, self.inc, self.to, AAE_TIMEOUT, false, move |core| {
-                let query = query.clone();
-                async move { core.aae.answer_tree(partition, n, &query) }
+                let answer = match core.coordinator.check_handoff("aae", epoch) {
+                    Ok(_placement) => Ok(core.aae.answer_tree(partition, n, &query)),
+                    Err(e) => Err(refusal(&core, e)),
+                };
+                async move { answer }
             })
-            .await
+            .await?;
+        self.transport().settle(&node_id(self.to), answer)
     }
 
     async fn digests(&self, partition: u32, n: u8, segments: Vec<u16>) -> Result<Vec<(Bytes, u64)>, String> {
@@ -569,25 +688,18 @@ impl Remote for SimRemote {
     }
 
     async fn push(&self, objects: Vec<(Bytes, Object)>) -> Result<(), String> {
-        flat(
-            self.net
-                .call(self.me, self.inc, self.to, AAE_TIMEOUT, true, move |core| {
-                    let objects = objects.clone();
-                    async move { core.coordinator.apply_batch(objects).await }
-                })
-                .await,
-        )
+        self.transport()
+            .handoff(&node_id(self.to), "merge", self.epoch, objects)
+            .await
     }
 
     async fn reap(&self, partition: u32, _n: u8, keys: Vec<(Bytes, u64)>) -> Result<Vec<Bytes>, String> {
-        flat(
-            self.net
-                .call(self.me, self.inc, self.to, AAE_TIMEOUT, true, move |core| {
-                    let keys = keys.clone();
-                    async move { core.aae.answer_reap(partition, keys).await }
-                })
-                .await,
-        )
+        self.transport()
+            .fenced(&node_id(self.to), "reap", self.epoch, AAE_TIMEOUT, true, move |core| {
+                let keys = keys.clone();
+                async move { core.aae.answer_reap(partition, keys).await }
+            })
+            .await
     }
 }
 

@@ -24,7 +24,7 @@ use shoal_storage::{MemoryStore, Object, Value};
 
 use crate::check::{check, Verdict};
 use crate::history::{Fault, FinalState, History, Op, OpKind, Outcome, Sib};
-use crate::net::{node_id, Net, NetStats, Weather};
+use crate::net::{index_of, node_id, Net, NetStats, Weather};
 use crate::node::{held, Core, NodeConfig, SkewedClock};
 
 /// Deliberate damage, to show the checkers catch what they claim to.
@@ -33,8 +33,19 @@ pub enum Sabotage {
     /// A crash wipes the node's disk, as if writes were acknowledged before they were durable.
     WipeDiskOnCrash,
     /// A layout commit moves writes to the new owners at once, as Shoal did before the
-    /// retiring phase: nodes that have not heard of the commit read from the old owners.
+    /// retiring phase, and replicas serve coordinators of any layout, as before epoch
+    /// fencing: nodes that have not heard of the commit read from the old owners.
     CommitWithoutRetiring,
+    /// Replicas serve coordinators of any layout epoch, as Shoal did before epoch fencing: a
+    /// node back from a crash or partition with an old layout reads from, and acknowledges
+    /// writes on, owners that have dropped the range.
+    NoFencing,
+    /// Layout changes go on without the members SWIM calls dead, as Shoal did before the
+    /// layout-change engine: a node that sleeps through a whole change comes back with its
+    /// old layout.
+    ExcuseDead,
+    /// Both: changes excuse dead members, and replicas do not fence old coordinators.
+    ExcuseDeadNoFencing,
 }
 
 #[derive(Clone, Debug)]
@@ -44,10 +55,11 @@ pub struct SimConfig {
     pub nodes: usize,
     /// Nodes that may join during the run (each joins at most once).
     pub spares: usize,
-    /// Let the nemesis change the membership (join, leave, remove) as well. Off in the CI
-    /// range for now: it finds stale reads by nodes that come back with an old layout
-    /// (docs/testing.md), which Shoal does not yet fence off.
+    /// Let the nemesis change the membership (join, leave, remove) as well.
     pub membership: bool,
+    /// How often a change that waits on a member that is down is skipped past (`shoal admin
+    /// skip`), from 0 to 1.
+    pub skip_chance: f64,
     pub clients: usize,
     pub keys: usize,
     /// How long the workload and the nemesis run, in virtual time.
@@ -69,7 +81,8 @@ impl SimConfig {
             seed,
             nodes: 5,
             spares: 2,
-            membership: false,
+            membership: true,
+            skip_chance: 0.5,
             clients: 4,
             keys: 6,
             chaos: Duration::from_secs(20),
@@ -93,6 +106,8 @@ impl SimConfig {
                 request_timeout: Duration::from_millis(1500),
                 drop_delay: Duration::from_secs(2),
                 retire_after_commit: true,
+                fence: true,
+                excuse_dead: false,
             },
             // Scaled to the grace and window above, as hours and days are in production: with
             // ±2 min of skew, seeds 858 and 2825 brought deleted keys back (docs/testing.md).
@@ -164,8 +179,18 @@ impl Cluster {
         let swim_seed = self.net.with_rng(|r| r.gen());
         let disk = self.disks[i].lock().clone();
         let mut node = self.config.node.clone();
-        if self.config.sabotage == Some(Sabotage::CommitWithoutRetiring) {
-            node.retire_after_commit = false;
+        match self.config.sabotage {
+            Some(Sabotage::CommitWithoutRetiring) => {
+                node.retire_after_commit = false;
+                node.fence = false;
+            }
+            Some(Sabotage::NoFencing) => node.fence = false,
+            Some(Sabotage::ExcuseDead) => node.excuse_dead = true,
+            Some(Sabotage::ExcuseDeadNoFencing) => {
+                node.excuse_dead = true;
+                node.fence = false;
+            }
+            _ => {}
         }
         Core::boot(
             &self.net,
@@ -222,10 +247,33 @@ impl Cluster {
         }
     }
 
+    /// Restarts node `i` if it is down while the layout still has it leaving (its leave
+    /// outlasted the nemesis's patience): the change waits for it, as it would for an
+    /// operator to bring it back or skip it.
+    fn restart_leaver(&self, i: usize) {
+        if self.net.is_up(i) {
+            return;
+        }
+        let leaving = self.members().into_iter().any(|m| {
+            self.net.core(m).and_then(|c| c.record()).is_some_and(|r| {
+                r.admin_state(&node_id(i)) == shoal_ring::AdminState::Leaving && r.removed() != Some(&node_id(i))
+            })
+        });
+        if leaving {
+            let seed = self.members()[0];
+            self.boot(i, Some(seed));
+            self.fault("restart", node_id(i).to_string());
+        }
+    }
+
     /// Waits (up to 30 s) until the change proposed at `epoch` has finished on a running
-    /// member, then lets the nemesis make the next one.
+    /// member, then lets the nemesis make the next one. A change still waiting after 4 s for
+    /// a member that is down (crashed, and declared dead) is skipped past with `skip_chance`, as an
+    /// operator would with `shoal admin skip`; the member comes back later all the same.
     async fn settle(&self, epoch: u64) {
-        let give_up = tokio::time::Instant::now() + Duration::from_secs(30);
+        let began = tokio::time::Instant::now();
+        let give_up = began + Duration::from_secs(30);
+        let mut considered_skip = false;
         while tokio::time::Instant::now() < give_up {
             tokio::time::sleep(Duration::from_millis(500)).await;
             let done = self.members().into_iter().any(|i| {
@@ -237,8 +285,46 @@ impl Cluster {
             if done {
                 break;
             }
+            if !considered_skip && began.elapsed() > Duration::from_secs(4) {
+                considered_skip = true;
+                if self
+                    .net
+                    .with_rng(|r| r.gen_bool(self.config.skip_chance.clamp(0.0, 1.0)))
+                {
+                    self.skip_a_dead_member();
+                }
+            }
         }
         *self.changing.lock() = false;
+    }
+
+    /// `shoal admin skip NODE` through a running member whose change waits for NODE, which is
+    /// down and which that member's SWIM calls dead.
+    fn skip_a_dead_member(&self) {
+        for m in self.members() {
+            if !self.net.is_up(m) || self.net.is_paused(m) {
+                continue;
+            }
+            let Some(core) = self.net.core(m) else { continue };
+            let Some(record) = core.record() else { continue };
+            let step = core.step(&record);
+            for b in step.blockers() {
+                let down = !self.net.is_up(index_of(&b.node));
+                let dead = core
+                    .swim
+                    .lock()
+                    .member(&b.node)
+                    .is_some_and(|x| x.liveness == shoal_membership::Liveness::Dead);
+                if !(down && dead) {
+                    continue;
+                }
+                if let Ok(skipped) = record.skip(&b.node, 3) {
+                    core.adopt(&skipped);
+                    self.fault("skip", format!("{} via {}", b.node, node_id(m)));
+                    return;
+                }
+            }
+        }
     }
 
     /// Starts spare `s` and has it join through a running member.
@@ -296,9 +382,11 @@ impl Cluster {
         });
         match proposed {
             Some(p) => {
-                self.members.lock().remove(&v);
                 self.fault("leave", node_id(v).to_string());
+                // Still a member (restarted after a crash) until its leave has gone through:
+                // every change waits for the node that leaves, as it streams its data away.
                 self.settle(p.epoch).await;
+                self.members.lock().remove(&v);
             }
             None => *self.changing.lock() = false,
         }
@@ -419,6 +507,7 @@ async fn simulate(config: SimConfig) -> RunReport {
             net.set_paused(i, false);
         }
         cluster.restart(i);
+        cluster.restart_leaver(i);
     }
     cluster.fault("heal", "all nodes up, links whole, weather calm".into());
     let healed = net.now_ms();
@@ -567,7 +656,7 @@ fn replicas_of(cluster: &Cluster, key: &str) -> BTreeMap<String, Vec<Sib>> {
 }
 
 /// The members agree on a layout with no change under way, every replica of every key
-/// agrees, and no node still holds hints.
+/// agrees, and no node still holds hints or strays to hand over.
 fn quiet(cluster: &Cluster, keys: &[String]) -> bool {
     if settled_layout(cluster).is_none() {
         return false;
@@ -579,7 +668,12 @@ fn quiet(cluster: &Cluster, keys: &[String]) -> bool {
         sets.all(|s| Some(s) == first)
     });
     agree
-        && (0..cluster.total()).all(|i| cluster.net.core(i).is_none_or(|c| c.hints.pending().is_empty()))
+        && (0..cluster.total()).all(|i| {
+            cluster
+                .net
+                .core(i)
+                .is_none_or(|c| c.hints.pending().is_empty() && !c.strays_pending())
+        })
         && cluster.members().iter().all(|i| cluster.net.is_up(*i))
 }
 

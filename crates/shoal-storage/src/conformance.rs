@@ -32,7 +32,7 @@ pub fn run_all<S: Store>(make: impl Fn() -> S) {
     scan_is_ordered_and_bounded(make());
     delete_removes(make());
     meta_round_trips(make());
-    replica_exports_and_drops_by_n(make());
+    replica_exports_and_hands_off_strays_by_n(make());
     replica_merges_and_mints(make());
     replica_refuses_oversized_objects(make());
     segments_scan_alone(make());
@@ -183,7 +183,8 @@ fn replica_tells_its_observer<S: Store>(s: S) {
     let copy = object("n2", b"b");
     r.apply(1, b"k", &copy).unwrap();
     r.apply(1, b"k", &copy).unwrap();
-    r.drop_range(1, 1, 3, |_| false).unwrap();
+    let strays = r.strays(1, |_| false).unwrap();
+    r.drop_handed_off(1, &strays, |_| false).unwrap();
     assert_eq!(
         *log.0.lock().unwrap(),
         vec![
@@ -375,7 +376,7 @@ fn rocks_store_survives_reopen() {
     assert_eq!(s.get(1, b"k").unwrap(), Some(o));
 }
 
-fn replica_exports_and_drops_by_n<S: Store>(s: S) {
+fn replica_exports_and_hands_off_strays_by_n<S: Store>(s: S) {
     let r = Replica::new(Arc::new(s), ReplicaLimits::default()).unwrap();
     for (i, n) in [1u8, 2, 3, 2, 3, 1].into_iter().enumerate() {
         let key = format!("k{i}");
@@ -417,10 +418,37 @@ fn replica_exports_and_drops_by_n<S: Store>(s: S) {
     assert_eq!(keys(&one), order[..1]);
     assert_eq!(more.as_deref(), Some(order[1].as_bytes()));
     assert_eq!(end, None);
-    // A range the newest placement gives back to this node is kept.
-    assert_eq!(r.drop_range(4, 1, 2, |_| true).unwrap(), 0);
-    assert_eq!(r.drop_range(4, 1, 2, |n| n == 1).unwrap(), with_n(2, 2).len());
-    assert_eq!(r.drop_range(4, 1, 2, |_| false).unwrap(), with_n(1, 1).len());
+    // Strays: what this node no longer holds, by replication factor.
+    let held_n3 = |n: u8| n == 3;
+    let strays = r.strays(4, held_n3).unwrap();
+    let mut stray_keys: Vec<String> = strays
+        .iter()
+        .map(|(k, _)| String::from_utf8(k.clone()).unwrap())
+        .collect();
+    stray_keys.sort();
+    let mut expected = with_n(1, 2);
+    expected.sort();
+    assert_eq!(stray_keys, expected);
+    // A stray the newest placement gives back to this node is kept, and so is one merged
+    // into since it was handed over (the merge would be lost).
+    assert_eq!(r.drop_handed_off(4, &strays, |_| true).unwrap(), 0);
+    let (changed_key, handed) = &strays[0];
+    let mut late = handed.clone();
+    late.siblings
+        .write(
+            "n9",
+            &VersionVector::new(),
+            Value::Data(Bytes::from_static(b"late")),
+            &SiblingLimits::default(),
+        )
+        .unwrap();
+    r.apply(4, changed_key, &late).unwrap();
+    assert_eq!(r.drop_handed_off(4, &strays, held_n3).unwrap(), strays.len() - 1);
     let (left, _) = r.export(4, b"", 1, 3, usize::MAX).unwrap();
-    assert_eq!(keys(&left), with_n(3, 3));
+    let mut expected_left = with_n(3, 3);
+    expected_left.push(String::from_utf8(changed_key.clone()).unwrap());
+    expected_left.sort();
+    let mut left = keys(&left);
+    left.sort();
+    assert_eq!(left, expected_left);
 }

@@ -304,34 +304,39 @@ impl<S: Store> Replica<S> {
         Ok((out, resume))
     }
 
-    /// Deletes the objects of `partition` whose replication factor is in `n_min..=n_max`: what
-    /// this node no longer holds once a layout change has committed. `still_held(n)` is asked
-    /// under each key's lock and keeps the object when it answers true. Returns how many went.
-    pub fn drop_range(
+    /// The objects of `partition` this node no longer holds (`still_held(n)` is false for
+    /// their replication factor `n`), to hand to their owners before dropping them.
+    pub fn strays(
         &self,
         partition: u32,
-        n_min: u8,
-        n_max: u8,
         still_held: impl Fn(u8) -> bool,
-    ) -> Result<usize, StoreError> {
-        let mut keys = Vec::new();
+    ) -> Result<Vec<(Vec<u8>, Object)>, StoreError> {
+        let mut out = Vec::new();
         self.store.scan_partition(partition, b"", &mut |key, obj| {
-            if (n_min..=n_max).contains(&obj.n) {
-                keys.push(key.to_vec());
+            if !still_held(obj.n) {
+                out.push((key.to_vec(), obj));
             }
             true
         })?;
+        Ok(out)
+    }
+
+    /// Deletes the strays that were handed to their owners, each only if it is still exactly
+    /// the object handed over (a merge since then would be lost) and `still_held` says this
+    /// node still does not hold it. Returns how many went.
+    pub fn drop_handed_off(
+        &self,
+        partition: u32,
+        handed: &[(Vec<u8>, Object)],
+        still_held: impl Fn(u8) -> bool,
+    ) -> Result<usize, StoreError> {
         let mut dropped = 0;
-        for key in keys {
-            let _guard = self.lock(&key);
-            // Re-read under the lock: a write that raised the object's n since the scan means
-            // this node still holds it, and so does a layout change adopted since the drop was
-            // planned that gives the range back to this node (`still_held` asks the newest
-            // placement).
-            if let Some(obj) = self.store.get(partition, &key)? {
-                if (n_min..=n_max).contains(&obj.n) && !still_held(obj.n) {
-                    self.store.delete(partition, &key)?;
-                    self.notify(partition, &key, Some(&obj), None);
+        for (key, sent) in handed {
+            let _guard = self.lock(key);
+            if let Some(obj) = self.store.get(partition, key)? {
+                if obj == *sent && !still_held(obj.n) {
+                    self.store.delete(partition, key)?;
+                    self.notify(partition, key, Some(&obj), None);
                     dropped += 1;
                 }
             }

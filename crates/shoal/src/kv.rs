@@ -137,6 +137,14 @@ pub enum AdminCommand {
         #[arg(long)]
         no_wait: bool,
     },
+    /// Let the layout change in flight go on without NODE, a member SWIM has declared dead
+    /// (the change otherwise waits for it). When NODE returns it is fenced off until it adopts
+    /// the new layout, and hands what it holds in ranges it lost to their owners.
+    Skip {
+        node: String,
+        #[arg(long, env = "SHOAL_ENDPOINT", default_value = "http://127.0.0.1:8080")]
+        endpoint: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -271,6 +279,10 @@ async fn wait_committed(
                 }
             )
         };
+        let line = match blocked_by(transition) {
+            Some(why) => format!("{line}; blocked: {why} (it resumes when they return; `shoal admin skip NODE` goes on without a dead one)"),
+            None => line,
+        };
         if line != last {
             println!("{line}");
             last = line;
@@ -299,6 +311,18 @@ async fn change(
         return Ok(std::process::ExitCode::SUCCESS);
     }
     wait_committed(endpoint, token, epoch).await
+}
+
+/// What the change in flight waits for from members that are not alive, as one line.
+fn blocked_by(transition: &serde_json::Value) -> Option<String> {
+    let reasons: Vec<&str> = transition["waiting_for"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|w| w["liveness"] != "alive")
+        .filter_map(|w| w["reason"].as_str())
+        .collect();
+    (!reasons.is_empty()).then(|| reasons.join("; "))
 }
 
 fn query_value(v: &str) -> String {
@@ -480,6 +504,19 @@ pub async fn admin(args: AdminArgs) -> anyhow::Result<std::process::ExitCode> {
             )
             .await
         }
+        AdminCommand::Skip { node, endpoint } => {
+            let path = format!("/v1/admin/skip?node={}", query_value(&node));
+            match shoal_client::http_json(&endpoint, "POST", &path, token).await {
+                Ok(answer) => {
+                    println!(
+                        "skipped {node}: the layout change in flight (epoch {}) goes on without it",
+                        answer["epoch"]
+                    );
+                    Ok(std::process::ExitCode::SUCCESS)
+                }
+                Err(e) => report(e),
+            }
+        }
         AdminCommand::Aae(AaeCommand::Status { endpoint, json }) => aae_status(&endpoint, token, json).await,
         AdminCommand::Consistency {
             endpoint,
@@ -530,6 +567,15 @@ pub async fn admin(args: AdminArgs) -> anyhow::Result<std::process::ExitCode> {
             );
             if let Some(t) = status["layout"]["transition"].as_object() {
                 println!("in flight: {} of {} ({})", s(&t["kind"]), s(&t["node"]), s(&t["phase"]));
+                for w in t["waiting_for"].as_array().into_iter().flatten() {
+                    println!("  waiting: {}", s(&w["reason"]));
+                }
+                if let Some(secs) = t["blocked_secs"].as_f64() {
+                    println!(
+                        "  blocked for {secs:.0} s on a member that is not alive: it resumes when the member returns; \
+                         `shoal admin skip NODE` goes on without a dead one"
+                    );
+                }
             }
             println!(
                 "{:<10} {:<9} {:<8} {:<8} {:<22} {:>7} {:>10}  TRANSFER",
@@ -538,13 +584,17 @@ pub async fn admin(args: AdminArgs) -> anyhow::Result<std::process::ExitCode> {
             for m in status["members"].as_array().into_iter().flatten() {
                 let transfer = match m["transfer"].as_object() {
                     Some(t) => format!(
-                        "epoch {} {:.0}% ({}/{} partitions, {} keys, {} bytes)",
+                        "epoch {} {:.0}% ({}/{} partitions, {} keys, {} bytes){}",
                         t["epoch"],
                         t["percent"].as_f64().unwrap_or(0.0),
                         t["partitions_done"],
                         t["partitions_total"],
                         t["keys"],
-                        t["bytes"]
+                        t["bytes"],
+                        t["waiting"]
+                            .as_str()
+                            .map(|w| format!("; waiting: {w}"))
+                            .unwrap_or_default()
                     ),
                     None => "-".into(),
                 };
