@@ -528,15 +528,7 @@ async fn a_change_waits_for_a_member_that_is_down() {
     cluster.spawn(2);
     cluster.wait_ready(2);
     wait_finished_and_swept(&cluster, &[0, 1, 2, 3, 4], epoch).await;
-    let http = http();
-    for (key, _) in &keys {
-        let resp = http.get(cluster.kv(2, key, "r=1")).send().await.unwrap();
-        assert_eq!(resp.status(), StatusCode::OK, "{key} through n3 at r=1");
-    }
-    for i in 0..5 {
-        cluster.stop(i);
-    }
-    let copies = assert_on_preference_lists(&cluster, 5, &keys);
+    let copies = read_through_then_check_placement(&mut cluster, 2, &keys).await;
     eprintln!("after n3 returned the join finished; {copies:?} keys read back through n3 at r=1 and sit on their preference lists");
 }
 
@@ -596,14 +588,7 @@ async fn a_skipped_member_is_fenced_when_it_returns() {
     wait_finished_and_swept(&cluster, &[2], epoch).await;
     wait_hints_delivered(&cluster, &[0, 1, 2, 3, 4]).await;
     let handed = metric_value(&cluster.metrics(2).await, "shoal_strays_handed_off_total").unwrap_or(0.0);
-    for (key, _) in &keys {
-        let resp = http.get(cluster.kv(2, key, "r=1")).send().await.unwrap();
-        assert_eq!(resp.status(), StatusCode::OK, "{key} through n3 at r=1");
-    }
-    for i in 0..5 {
-        cluster.stop(i);
-    }
-    let copies = assert_on_preference_lists(&cluster, 5, &keys);
+    let copies = read_through_then_check_placement(&mut cluster, 2, &keys).await;
     eprintln!(
         "skipped n3 resumed: {fenced} of its requests fenced, {handed} strays handed off; {copies:?} keys on their preference lists"
     );
@@ -641,4 +626,27 @@ async fn wait_hints_delivered(cluster: &TestCluster, nodes: &[usize]) {
     })
     .await;
     assert!(drained.is_some(), "hints were still pending after 60 s");
+}
+
+/// Reads every key through node `via` at r=1, then stops the five nodes and checks that each
+/// key sits on exactly its preference list on disk; returns the keys checked by n.
+async fn read_through_then_check_placement(
+    cluster: &mut TestCluster,
+    via: usize,
+    keys: &[(String, u8)],
+) -> std::collections::BTreeMap<u8, usize> {
+    let http = http();
+    for (key, _) in keys {
+        let resp = http.get(cluster.kv(via, key, "r=1")).send().await.unwrap();
+        assert_eq!(
+            resp.status(),
+            StatusCode::OK,
+            "{key} through {} at r=1",
+            cluster.nodes[via].id
+        );
+    }
+    for i in 0..5 {
+        cluster.stop(i);
+    }
+    assert_on_preference_lists(cluster, 5, keys)
 }

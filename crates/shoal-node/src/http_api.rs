@@ -640,9 +640,7 @@ async fn remove(
     ConnectInfo(conn): ConnectInfo<ClientConn>,
     Query(p): Query<NodeParams>,
 ) -> Response {
-    let args = format!("node={}", p.node);
-    let result = shared.membership.remove(shoal_ring::NodeId::new(p.node));
-    audited_change(&who, &conn, "remove", &args, result)
+    node_change(&who, &conn, "remove", p, |node| shared.membership.remove(node))
 }
 
 async fn skip(
@@ -651,9 +649,19 @@ async fn skip(
     ConnectInfo(conn): ConnectInfo<ClientConn>,
     Query(p): Query<NodeParams>,
 ) -> Response {
+    node_change(&who, &conn, "skip", p, |node| shared.membership.skip(node))
+}
+
+/// An audited layout change that names a node (`?node=`).
+fn node_change(
+    who: &Principal,
+    conn: &ClientConn,
+    action: &str,
+    p: NodeParams,
+    change: impl FnOnce(shoal_ring::NodeId) -> Result<shoal_ring::LayoutRecord, String>,
+) -> Response {
     let args = format!("node={}", p.node);
-    let result = shared.membership.skip(shoal_ring::NodeId::new(p.node));
-    audited_change(&who, &conn, "skip", &args, result)
+    audited_change(who, conn, action, &args, change(shoal_ring::NodeId::new(p.node)))
 }
 
 async fn metrics(State(shared): State<Arc<NodeShared>>) -> Response {

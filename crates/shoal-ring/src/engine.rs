@@ -275,25 +275,12 @@ impl LayoutRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::history::tests::{cfg, member};
     use crate::history::Change;
-    use crate::layout::RingConfig;
-    use crate::node::Member;
     use std::collections::BTreeMap;
 
-    fn member(id: &str) -> Member {
-        Member {
-            id: NodeId::from(id),
-            zone: "z".into(),
-            weight: 1,
-        }
-    }
-
     fn four() -> LayoutRecord {
-        let cfg = RingConfig {
-            partitions: 64,
-            ..RingConfig::default()
-        };
-        LayoutRecord::bootstrap(["n1", "n2", "n3", "n4"].map(member).to_vec(), cfg).unwrap()
+        LayoutRecord::bootstrap(["n1", "n2", "n3", "n4"].map(member).to_vec(), cfg()).unwrap()
     }
 
     fn all(ids: &[&str], e: Epochs) -> impl Fn(&NodeId) -> Option<Epochs> {

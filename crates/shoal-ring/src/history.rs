@@ -660,10 +660,10 @@ pub fn moves(from: &Layout, to: &Layout, node: &NodeId, max_n: u8) -> Vec<Move> 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn member(id: &str) -> Member {
+    pub(crate) fn member(id: &str) -> Member {
         Member {
             id: NodeId::from(id),
             zone: "z".into(),
@@ -671,7 +671,7 @@ mod tests {
         }
     }
 
-    fn cfg() -> RingConfig {
+    pub(crate) fn cfg() -> RingConfig {
         RingConfig {
             partitions: 64,
             tokens_per_weight: 16,
