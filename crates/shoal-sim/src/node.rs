@@ -120,7 +120,15 @@ impl Core {
     ) -> Arc<Core> {
         let id = node_id(index);
         let inc = net.incarnation(index);
-        let store = Arc::new(FencedStore::new(disk));
+        let trace = std::env::var("SHOAL_SIM_TRACE_KEY").ok().map(|key| {
+            let net = Arc::downgrade(net);
+            crate::store::Trace {
+                key: key.into_bytes(),
+                node: id.to_string(),
+                now_ms: Box::new(move || net.upgrade().map_or(0, |n| n.now_ms())),
+            }
+        });
+        let store = Arc::new(FencedStore::new(disk, trace));
         let replica = Arc::new(
             Replica::new(store.clone(), ReplicaLimits::default())
                 .expect("the in-memory store opens")

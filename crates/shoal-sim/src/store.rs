@@ -19,13 +19,30 @@ use shoal_storage::{HintVisit, MemoryStore, Object, Store, StoreError};
 pub struct FencedStore {
     disk: Arc<MemoryStore>,
     alive: AtomicBool,
+    /// `SHOAL_SIM_TRACE_KEY`: print every write, delete and hint of that key on this node.
+    trace: Option<Trace>,
+}
+
+/// What a traced store prints its lines with: the node, and the run's virtual clock.
+pub struct Trace {
+    pub key: Vec<u8>,
+    pub node: String,
+    pub now_ms: Box<dyn Fn() -> u64 + Send + Sync>,
 }
 
 impl FencedStore {
-    pub fn new(disk: Arc<MemoryStore>) -> Self {
+    pub fn new(disk: Arc<MemoryStore>, trace: Option<Trace>) -> Self {
         Self {
             disk,
             alive: AtomicBool::new(true),
+            trace,
+        }
+    }
+
+    /// A line of the key's trace (stderr), when this store traces `key`.
+    fn trace(&self, key: &[u8], what: impl FnOnce() -> String) {
+        if let Some(t) = self.trace.as_ref().filter(|t| t.key == key) {
+            eprintln!("trace {:>6} ms {:<3} {}", (t.now_ms)(), t.node, what());
         }
     }
 
@@ -48,10 +65,14 @@ impl Store for FencedStore {
         self.disk()?.get(partition, key)
     }
     fn put(&self, partition: u32, key: &[u8], object: &Object) -> Result<(), StoreError> {
-        self.disk()?.put(partition, key, object)
+        self.disk()?.put(partition, key, object)?;
+        self.trace(key, || format!("put p{partition} n={} {:?}", object.n, object.siblings));
+        Ok(())
     }
     fn delete(&self, partition: u32, key: &[u8]) -> Result<(), StoreError> {
-        self.disk()?.delete(partition, key)
+        self.disk()?.delete(partition, key)?;
+        self.trace(key, || format!("delete p{partition}"));
+        Ok(())
     }
     fn scan_partition(
         &self,
@@ -76,13 +97,17 @@ impl Store for FencedStore {
         self.disk()?.put_meta(key, value)
     }
     fn hint_put(&self, owner: &str, partition: u32, key: &[u8], record: &[u8]) -> Result<(), StoreError> {
-        self.disk()?.hint_put(owner, partition, key, record)
+        self.disk()?.hint_put(owner, partition, key, record)?;
+        self.trace(key, || format!("hint for {owner} stored"));
+        Ok(())
     }
     fn hint_get(&self, owner: &str, partition: u32, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         self.disk()?.hint_get(owner, partition, key)
     }
     fn hint_delete(&self, owner: &str, partition: u32, key: &[u8]) -> Result<(), StoreError> {
-        self.disk()?.hint_delete(owner, partition, key)
+        self.disk()?.hint_delete(owner, partition, key)?;
+        self.trace(key, || format!("hint for {owner} deleted"));
+        Ok(())
     }
     fn hint_scan(
         &self,
