@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/shoal-target}"
-# Build exactly what the tests build (--workspace --all-targets): a narrower selection unifies
-# build-dependency features differently and would compile RocksDB a second time.
+# Build what the tests build, so scripts/test.sh afterwards starts from a warm target dir.
+# RocksDB itself is never compiled here: scripts/setup.sh built it once for this machine.
 cargo build --workspace --all-targets
 exec "$CARGO_TARGET_DIR/debug/shoal" dev "$@"

@@ -15,13 +15,11 @@ fi
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install --locked cargo-fuzz
 export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$HOME/.cache/shoal-fuzz-target}"
 # The targets are safe Rust decoders, so no sanitizer (-s none): coverage guidance only, and
-# RocksDB need not be rebuilt with ASan. If the stable build already compiled RocksDB, link
-# that archive instead of compiling it again for nightly (15 minutes on 2 cores).
+# RocksDB need not be rebuilt with ASan: nightly links the archive scripts/rocksdb.sh built
+# once for this machine, as every stable build does.
 if [ -z "${ROCKSDB_LIB_DIR:-}" ]; then
-    lib="$(find "${CARGO_TARGET_DIR_STABLE:-$HOME/.cache/shoal-target}/debug/build" -name librocksdb.a 2>/dev/null | head -1)"
-    if [ -n "$lib" ]; then
-        export ROCKSDB_LIB_DIR="${lib%/*}" ROCKSDB_STATIC=1
-    fi
+    ROCKSDB_LIB_DIR="$(scripts/rocksdb.sh)"
+    export ROCKSDB_LIB_DIR ROCKSDB_STATIC=1
 fi
 # The fuzz workspace resolves the same dependency versions as the main one.
 [ -f fuzz/Cargo.lock ] || cp Cargo.lock fuzz/Cargo.lock

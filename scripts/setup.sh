@@ -47,3 +47,7 @@ for comp in rustfmt clippy; do
     fi
   fi
 done
+
+# RocksDB's C++, compiled once per machine into ~/.cache/shoal-rocksdb and linked by every
+# cargo command in this clone (scripts/rocksdb.sh says how, and how to clear it).
+"$(dirname "$0")/rocksdb.sh" >/dev/null

@@ -10,6 +10,16 @@ export PATH="$HOME/.cargo/bin:$PATH"
 # Outside the clone, so RocksDB's C++ (about 15 min on 2 cores) is built once per machine.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/shoal-target}"
 
+echo "== dependency graph"
+# The pure cores and the simulator build without RocksDB or quinn (docs/architecture.md).
+for crate in shoal-ring shoal-version shoal-pbs shoal-membership shoal-storage shoal-coordinator shoal-antientropy shoal-handoff shoal-sim; do
+    heavy="$(cargo tree -q -p "$crate" -e normal,build --prefix none | grep -E '^(rocksdb|librocksdb-sys|quinn) ' | sort -u || true)"
+    if [ -n "$heavy" ]; then
+        echo "$crate depends on: $heavy" >&2
+        exit 1
+    fi
+done
+echo "the pure cores, the coordinator and the simulator depend on neither RocksDB nor quinn"
 echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy"

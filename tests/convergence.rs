@@ -56,22 +56,6 @@ async fn roots(cluster: &TestCluster, i: usize) -> Option<BTreeMap<(u64, u64), S
     )
 }
 
-/// Wait until every node in `nodes` sees every node in `dead` as dead.
-async fn wait_dead(cluster: &TestCluster, nodes: &[usize], dead: &[usize]) {
-    let ids: Vec<String> = dead.iter().map(|d| cluster.nodes[*d].id.clone()).collect();
-    let seen = eventually(Duration::from_secs(30), || async {
-        for i in nodes {
-            let s = cluster.status(*i).await?;
-            if !ids.iter().all(|id| liveness_of(&s, id).as_deref() == Some("dead")) {
-                return None;
-            }
-        }
-        Some(())
-    })
-    .await;
-    assert!(seen.is_some(), "SWIM did not declare {ids:?} dead");
-}
-
 /// Write keys `prefix0..prefixN` with n=3, w=2 through nodes `via` in turn, `concurrency` at a
 /// time; every write must succeed. Returns how many acks were hinted copies.
 async fn write_all(cluster: &TestCluster, via: &[usize], prefix: &str, count: usize, concurrency: usize) -> u64 {
@@ -118,7 +102,7 @@ async fn hints_bring_restarted_nodes_their_copies() {
     wait_all_alive(&cluster, 5).await;
     cluster.kill9(3);
     cluster.kill9(4);
-    wait_dead(&cluster, &[0, 1, 2], &[3, 4]).await;
+    cluster.wait_dead(&[0, 1, 2], &["n4", "n5"]).await;
 
     let keys = 10_000;
     let started = Instant::now();
@@ -309,7 +293,7 @@ async fn deleted_keys_never_come_back_and_their_tombstones_go() {
     }
     // n3 is cut off (paused), then the keys are deleted with w=2 on the others.
     cluster.signal(2, "-STOP");
-    wait_dead(&cluster, &[0, 1], &[2]).await;
+    cluster.wait_dead(&[0, 1], &["n3"]).await;
     for k in 0..keys {
         let resp = http()
             .delete(cluster.kv(k % 2, &format!("t{k}"), "w=2"))
@@ -396,7 +380,7 @@ async fn hints_for_a_removed_node_reach_the_new_owners() {
     let mut cluster = TestCluster::start(4, &config);
     wait_all_alive(&cluster, 4).await;
     cluster.kill9(3);
-    wait_dead(&cluster, &[0, 1, 2], &[3]).await;
+    cluster.wait_dead(&[0, 1, 2], &["n4"]).await;
 
     let http = http();
     let (mut keys, mut hinted) = (Vec::new(), 0);

@@ -101,20 +101,7 @@ async fn grow_to_five_and_shrink_to_three_under_writes() {
 
     // 4 → 3: kill -9 n4; once SWIM has declared it dead, remove it.
     cluster.kill9(3);
-    let killed = Instant::now();
-    let dead = eventually(Duration::from_secs(60), || async {
-        let mut all = true;
-        for i in 0..3 {
-            all &= cluster.status(i).await.and_then(|s| liveness_of(&s, "n4")).as_deref() == Some("dead");
-        }
-        all.then_some(())
-    })
-    .await;
-    assert!(dead.is_some(), "n4 was not declared dead by every node within 60 s");
-    eprintln!(
-        "n4 declared dead by all three nodes {:.1} s after kill -9",
-        killed.elapsed().as_secs_f64()
-    );
+    cluster.wait_dead(&[0, 1, 2], &["n4"]).await;
     let out = admin(&cluster, 0, &["remove", "n4"]).await;
     eprintln!("remove of n4:\n{out}");
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -439,16 +426,6 @@ async fn write_all_three(cluster: &TestCluster, prefix: &str, count: usize, thro
     keys
 }
 
-/// Waits until node `judge` sees node `id` dead.
-async fn wait_dead(cluster: &TestCluster, judge: usize, id: &str) {
-    let dead = eventually(Duration::from_secs(30), || async {
-        let s = cluster.status(judge).await?;
-        (liveness_of(&s, id).as_deref() == Some("dead")).then_some(())
-    })
-    .await;
-    assert!(dead.is_some(), "{id} was never declared dead");
-}
-
 /// The layout epoch `shoal admin join|leave|remove --no-wait` printed ("... at layout epoch N").
 fn accepted_epoch(out: &str) -> u64 {
     out.split("at layout epoch ")
@@ -495,7 +472,7 @@ async fn a_change_waits_for_a_member_that_is_down() {
     wait_all_alive(&cluster, 4).await;
     let keys = write_all_three(&cluster, "down", 400, &[0, 1, 2, 3]).await;
     cluster.kill9(2);
-    wait_dead(&cluster, 0, "n3").await;
+    cluster.wait_dead(&[0], &["n3"]).await;
     cluster.spawn(4);
     cluster.wait_ready(4);
     let seed = cluster.nodes[0].peer.to_string();
@@ -544,7 +521,7 @@ async fn a_skipped_member_is_fenced_when_it_returns() {
     let refused = admin_output(&cluster, 0, &["skip", "n2"]).await;
     assert!(!refused.status.success(), "skipping a live node was accepted");
     cluster.signal(2, "-STOP");
-    wait_dead(&cluster, 0, "n3").await;
+    cluster.wait_dead(&[0], &["n3"]).await;
     cluster.spawn(4);
     cluster.wait_ready(4);
     let seed = cluster.nodes[0].peer.to_string();

@@ -329,6 +329,29 @@ impl TestCluster {
         self.get_json(i, "/v1/admin/status").await
     }
 
+    /// Waits until every node in `judges` sees every node in `dead` (by id) as dead, and says
+    /// how long SWIM took. The limit is generous: with three nodes there is at most one other
+    /// member to confirm a suspicion, so Lifeguard keeps the timeout near its maximum, and a
+    /// loaded test machine stretches probe rounds through the local health multiplier.
+    pub async fn wait_dead(&self, judges: &[usize], dead: &[&str]) {
+        let started = Instant::now();
+        let seen = eventually(Duration::from_secs(90), || async {
+            for i in judges {
+                let s = self.status(*i).await?;
+                if !dead.iter().all(|id| liveness_of(&s, id).as_deref() == Some("dead")) {
+                    return None;
+                }
+            }
+            Some(())
+        })
+        .await;
+        assert!(seen.is_some(), "SWIM did not declare {dead:?} dead within 90 s");
+        eprintln!(
+            "SWIM declared {dead:?} dead {:.1} s after the wait began",
+            started.elapsed().as_secs_f64()
+        );
+    }
+
     /// Node `i`'s own copy of `key` (`GET /v1/admin/replica/{key}`, no quorum), with the key's
     /// preference list for `n` in its layout; `None` if it does not answer with 200.
     pub async fn replica(&self, i: usize, key: &str, n: u8) -> Option<serde_json::Value> {

@@ -16,8 +16,10 @@
 //!   collected key back.
 
 mod strays;
+mod throttle;
 
 pub use strays::{hand_off_strays, StrayOwners};
+pub use throttle::Throttle;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -27,7 +29,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use shoal_net::Throttle;
 use shoal_storage::{blocking, system_clock, Clock, Object, Store, StoreError};
 use tracing::{debug, info, warn};
 

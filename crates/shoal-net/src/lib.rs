@@ -13,7 +13,6 @@ pub mod client_api;
 mod endpoint;
 mod frame;
 mod pool;
-mod throttle;
 pub mod tls;
 
 pub use endpoint::{bind_endpoint, serve, Admission, Service, TransportTuning, UDP_BUFFER_BYTES};
@@ -21,5 +20,4 @@ pub use frame::{
     decode_body, decode_frame, encode_frame, read_frame, write_frame, Envelope, FrameError, FRAME_FORMAT_VERSION,
 };
 pub use pool::{NetError, Pool};
-pub use throttle::Throttle;
 pub use tls::{TlsError, TlsFiles, ALPN_CLIENT, ALPN_PEER, SERVER_NAME};

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use rand::seq::SliceRandom;
 use shoal_antientropy::{pick_peer, plan_round, AntiEntropy, PlannedTree};
 use shoal_handoff::Deliver;
-use shoal_net::Throttle;
+use shoal_handoff::Throttle;
 use shoal_ring::NodeId;
 use shoal_storage::{Object, RocksStore};
 use tracing::{debug, info};

@@ -232,7 +232,7 @@ impl Core {
                     batch_bytes: 1 << 20,
                     sweep_interval: config.handoff_interval * 5,
                 },
-                Arc::new(shoal_net::Throttle::new(0.0)),
+                Arc::new(shoal_handoff::Throttle::new(0.0)),
             )),
             tokio::spawn(aae_loop(net.clone(), Arc::downgrade(&core), config.aae_interval)),
             tokio::spawn(layout_loop(net.clone(), Arc::downgrade(&core), config.drop_delay)),

@@ -353,6 +353,7 @@ fn memory_store_conforms() {
     run_all(crate::MemoryStore::new);
 }
 
+#[cfg(feature = "rocksdb")]
 #[test]
 fn rocks_store_conforms() {
     let dirs = std::sync::Mutex::new(Vec::new());
@@ -364,6 +365,7 @@ fn rocks_store_conforms() {
     });
 }
 
+#[cfg(feature = "rocksdb")]
 #[test]
 fn rocks_store_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
