@@ -145,7 +145,7 @@ async fn grow_to_five_and_shrink_to_three_under_writes() {
 async fn a_leave_right_after_a_join_keeps_the_ranges_it_gives_back() {
     // A long drop delay, so the join's drops fire after the leave has committed; anti-entropy
     // off, so it cannot repair a wrongly dropped range before the check.
-    let config = FAST.replace("drop_delay_ms = 1500", "drop_delay_ms = 10000")
+    let config = FAST.replace("drop_delay_ms = 1500", "drop_delay_ms = 25000")
         + "
 [antientropy]
 enabled = false
@@ -170,8 +170,9 @@ enabled = false
     let out = admin(&cluster, 3, &["leave"]).await;
     assert!(out.contains("done: layout epoch"), "{out}");
     let left = joined.elapsed();
+    // The drop delay leaves room for a loaded machine: CI once took 14 s for both.
     assert!(
-        left < Duration::from_secs(10),
+        left < Duration::from_secs(25),
         "join and leave took {left:?}, longer than the drop delay: the test would prove nothing"
     );
     // n4 stops a drop delay after the leave committed, so by then the join's drops (a drop

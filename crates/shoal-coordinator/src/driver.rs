@@ -557,14 +557,28 @@ impl<S: Store, T: Transport> Coordinator<S, T> {
         Ok(())
     }
 
-    /// Whether this node takes a handoff of `kind` (hint delivery, stray handoff, an
-    /// anti-entropy exchange) from a peer on layout epoch `epoch`: only when both hold the same
-    /// stable layout. Unlike a coordinated write, a handoff reaches one owner, not the write
-    /// set of both layouts, so during a change it could land on an owner that is about to
-    /// drop the range after the gaining node streamed it (a lost write), and a peer on another
-    /// layout may not even be sending to an owner. Returns the placement to hold while the
-    /// handoff is stored: a newer change is announced as seen only once it is let go.
+    /// Whether this node takes an anti-entropy exchange from a peer on layout epoch `epoch`:
+    /// only when both hold the same stable layout, so an exchange never pairs replicas of two
+    /// different layouts. Returns the placement to hold meanwhile.
     pub fn check_handoff(&self, kind: &'static str, epoch: u64) -> Result<Arc<Placement>, HandoffRefused> {
+        let placement = self.check_merge(kind, epoch)?;
+        if placement.changing() {
+            return Err(HandoffRefused::Busy(format!(
+                "this node is on layout epoch {} with a change in flight: anti-entropy waits for a stable layout",
+                placement.epoch
+            )));
+        }
+        Ok(placement)
+    }
+
+    /// Whether this node merges copies of `kind` (hint delivery, stray handoff, a redirected
+    /// hint, an anti-entropy push) from a peer on layout epoch `epoch`: only when both hold the
+    /// same layout record, so the sender routed them by the layouts this node holds (the write
+    /// set of both while a change is under way, see `Placement::route_handoff`). A peer on
+    /// another layout may not even be sending to an owner. Returns the placement to hold while
+    /// the copies are stored: a newer change is announced as seen only once it is let go, so a
+    /// range is never dropped under a merge in flight.
+    pub fn check_merge(&self, kind: &'static str, epoch: u64) -> Result<Arc<Placement>, HandoffRefused> {
         let placement = self.placed(kind).map_err(|e| HandoffRefused::Busy(e.to_string()))?;
         if epoch < placement.epoch {
             metrics::counter!("shoal_layout_fenced_total", "kind" => kind).increment(1);
@@ -573,31 +587,27 @@ impl<S: Store, T: Transport> Coordinator<S, T> {
                 fence: placement.epoch,
             }));
         }
-        if epoch > placement.epoch || placement.changing() {
+        if epoch > placement.epoch {
             return Err(HandoffRefused::Busy(format!(
-                "this node is on layout epoch {}{} and the sender on {epoch}: handoffs wait for both to hold \
-                 the same stable layout",
+                "this node is on layout epoch {} and the sender on {epoch}: handoffs wait for both to hold \
+                 the same layout",
                 placement.epoch,
-                if placement.changing() {
-                    " with a change in flight"
-                } else {
-                    ""
-                },
             )));
         }
         Ok(placement)
     }
 
-    /// Stores a handoff (see [`Self::check_handoff`]) of objects this node owns. A key it
+    /// Stores a handoff (see [`Self::check_merge`]) of objects this node owns. A key it
     /// does not own refuses the whole batch: the sender routed it by the same layout, so a
-    /// mismatch means a bug or a forged request, not a race.
+    /// mismatch means a bug or a forged request, not a race. Returns, per object, whether it
+    /// was news here (changed this replica).
     pub async fn accept_handoff(
         &self,
         kind: &'static str,
         epoch: u64,
         objects: Vec<(Bytes, Object)>,
-    ) -> Result<(), HandoffRefused> {
-        let placement = self.check_handoff(kind, epoch)?;
+    ) -> Result<Vec<bool>, HandoffRefused> {
+        let placement = self.check_merge(kind, epoch)?;
         let mut placed = Vec::with_capacity(objects.len());
         for (key, object) in objects {
             let partition = placement.current.partition_of(&key);
@@ -611,12 +621,14 @@ impl<S: Store, T: Transport> Coordinator<S, T> {
         }
         let replica = self.replica.clone();
         let stored = shoal_storage::blocking(move || {
-            for (partition, key, object) in placed {
-                replica
-                    .apply_from_peer(partition, &key, &object)
-                    .map_err(|e| e.to_string())?;
-            }
-            Ok::<_, String>(())
+            placed
+                .into_iter()
+                .map(|(partition, key, object)| {
+                    replica
+                        .apply_from_peer(partition, &key, &object)
+                        .map_err(|e| e.to_string())
+                })
+                .collect::<Result<Vec<bool>, String>>()
         })
         .await
         .and_then(|r| r);

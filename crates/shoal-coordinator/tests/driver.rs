@@ -203,6 +203,7 @@ fn cluster_config(size: usize, config: CoordinatorConfig) -> Cluster {
                 store,
                 HandoffConfig {
                     window: Duration::from_secs(3600),
+                    max_age: Duration::from_secs(7200),
                     max_hints_per_target: 1000,
                 },
             )

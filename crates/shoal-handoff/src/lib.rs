@@ -11,8 +11,15 @@
 //! - Hints for one owner are bounded by `max_hints_per_target`; past it a hinted write is
 //!   refused (the coordinator then counts that replica as failed) and the refusal is logged
 //!   and counted.
-//! - A hint older than `window` is dropped, not delivered: anti-entropy repairs the owner
-//!   instead. Tombstone GC's grace period must exceed the window, so a hint can never bring a
+//! - A hinted copy counts toward the write's `w`, so it is never simply thrown away while it
+//!   may be one of the write's copies. A hint whose owner stays out of reach (or cannot take
+//!   it, while a layout change blocks) for longer than `window` is *redirected*: merged into
+//!   the key's other live replicas, and released only once one of them stored it as news, so
+//!   its copy has moved to a node that lacked it rather than vanished. A hint whose copy every
+//!   reachable replica already holds stays for its owner.
+//! - Only a hint older than `max_age` is dropped, not delivered: anti-entropy repairs the
+//!   owner from the other copies. Tombstone GC's grace period must exceed `max_age` by more
+//!   than the clocks can disagree, so a hint (delivered or redirected) can never bring a
 //!   collected key back.
 
 mod strays;
@@ -60,8 +67,12 @@ impl HintRecord {
 
 #[derive(Clone, Debug)]
 pub struct HandoffConfig {
-    /// Hints older than this are dropped and anti-entropy takes over.
+    /// How long a hint waits for its owner; past it, it is redirected to the key's other
+    /// replicas (see the module docs).
     pub window: Duration,
+    /// Hints older than this are dropped and anti-entropy takes over. At least `window`, and
+    /// below tombstone GC's grace period.
+    pub max_age: Duration,
     /// The most keys hinted for one owner.
     pub max_hints_per_target: usize,
 }
@@ -247,15 +258,14 @@ impl<S: Store> Hints<S> {
         }
     }
 
-    fn cutoff(&self) -> u64 {
-        self.clock
-            .unix_ms()
-            .saturating_sub(self.config.window.as_millis() as u64)
+    /// The `stored_ms` before which a hint is older than `age`.
+    fn cutoff(&self, age: Duration) -> u64 {
+        self.clock.unix_ms().saturating_sub(age.as_millis() as u64)
     }
 
-    /// Drop every hint older than the window. Returns how many went.
+    /// Drop every hint older than `max_age`. Returns how many went.
     pub fn expire(&self) -> Result<u64, StoreError> {
-        let cutoff = self.cutoff();
+        let cutoff = self.cutoff(self.config.max_age);
         let mut old = Vec::new();
         self.store.hint_scan(None, None, &mut |owner, partition, key, value| {
             if HintRecord::decode(value).map_or(true, |r| r.stored_ms < cutoff) {
@@ -270,7 +280,7 @@ impl<S: Store> Hints<S> {
         if dropped > 0 {
             info!(
                 dropped,
-                "dropped hints older than the handoff window; anti-entropy repairs their owners"
+                "dropped hints older than handoff.max_age; anti-entropy repairs their owners"
             );
         }
         Ok(dropped)
@@ -297,6 +307,15 @@ pub trait Deliver: Send + Sync + 'static {
     fn ready(&self, owner: &str) -> bool;
     /// Merge these copies into `owner`'s replica; `Ok` once it has stored all of them.
     fn deliver(&self, owner: &str, objects: Vec<(Bytes, Object)>) -> impl Future<Output = Result<(), String>> + Send;
+    /// Merge these copies, meant for `owner`, into every live replica of each key but `owner`
+    /// (the write set, while a layout change is under way), and say, per object, whether some
+    /// replica stored it as news: its copy then exists on a node that lacked it. A replica
+    /// that fails takes nothing and counts for nothing.
+    fn redirect(
+        &self,
+        owner: &str,
+        objects: Vec<(Bytes, Object)>,
+    ) -> impl Future<Output = Result<Vec<bool>, String>> + Send;
 }
 
 #[derive(Clone, Debug)]
@@ -305,8 +324,10 @@ pub struct DeliveryConfig {
     pub interval: Duration,
     pub batch_keys: usize,
     pub batch_bytes: usize,
-    /// How often hints older than the window are swept.
+    /// How often hints older than `max_age` are swept.
     pub sweep_interval: Duration,
+    /// How often the hints of an owner that is not ready are redirected, once past the window.
+    pub redirect_interval: Duration,
 }
 
 /// Deliver every hint held for `owner`, batch by batch, until none is left or a delivery
@@ -337,7 +358,7 @@ pub async fn deliver_owner<S: Store, D: Deliver>(
             next.push(0);
             cursor = Some((last.partition, next));
         }
-        let cutoff = hints.cutoff();
+        let cutoff = hints.cutoff(hints.config.max_age);
         let (fresh, stale): (Vec<Hint>, Vec<Hint>) = batch.into_iter().partition(|h| h.record.stored_ms >= cutoff);
         for h in &stale {
             hints
@@ -371,7 +392,64 @@ pub async fn deliver_owner<S: Store, D: Deliver>(
     }
 }
 
-/// The delivery loop: every interval, hand each ready owner its hints; sweep expired hints.
+/// Redirect the hints held for `owner` that waited longer than the window (see the module
+/// docs), batch by batch. Returns how many were released: those whose copy some other
+/// replica stored as news. The rest stay, for their owner or a later try.
+pub async fn redirect_owner<S: Store, D: Deliver>(
+    hints: &Arc<Hints<S>>,
+    target: &D,
+    owner: &str,
+    config: &DeliveryConfig,
+    throttle: &Throttle,
+) -> Result<u64, String> {
+    let mut released = 0u64;
+    let mut cursor: Option<(u32, Vec<u8>)> = None;
+    loop {
+        let (h, o) = (hints.clone(), owner.to_string());
+        let (keys, bytes) = (config.batch_keys, config.batch_bytes);
+        let from = cursor.clone();
+        let batch = blocking(move || h.batch(&o, from.as_ref().map(|(p, k)| (*p, k.as_slice())), keys, bytes))
+            .await?
+            .map_err(|e| e.to_string())?;
+        let Some(last) = batch.last() else {
+            return Ok(released);
+        };
+        let mut next = last.key.to_vec();
+        next.push(0);
+        cursor = Some((last.partition, next));
+        let (waited, too_old) = (hints.cutoff(hints.config.window), hints.cutoff(hints.config.max_age));
+        let due: Vec<Hint> = batch
+            .into_iter()
+            .filter(|h| h.record.stored_ms < waited && h.record.stored_ms >= too_old)
+            .collect();
+        if due.is_empty() {
+            continue;
+        }
+        let size: u64 = due
+            .iter()
+            .map(|h| (h.key.len() + h.record.object.payload_len()) as u64)
+            .sum();
+        throttle.pace(size).await;
+        let objects: Vec<(Bytes, Object)> = due.iter().map(|h| (h.key.clone(), h.record.object.clone())).collect();
+        let news = target.redirect(owner, objects).await?;
+        let (h, o) = (hints.clone(), owner.to_string());
+        let moved = blocking(move || {
+            let mut n = 0u64;
+            for (hint, _) in due.into_iter().zip(news).filter(|(_, news)| *news) {
+                n += h
+                    .acknowledge(&o, hint.partition, &hint.key, &hint.record.object)
+                    .map_err(|e| e.to_string())? as u64;
+            }
+            Ok::<_, String>(n)
+        })
+        .await??;
+        metrics::counter!("shoal_hints_redirected_total").increment(moved);
+        released += moved;
+    }
+}
+
+/// The delivery loop: every interval, hand each ready owner its hints; every sweep interval,
+/// drop hints past `max_age` and redirect those of owners that are not ready past the window.
 pub async fn run<S: Store, D: Deliver>(
     hints: Arc<Hints<S>>,
     target: D,
@@ -379,9 +457,11 @@ pub async fn run<S: Store, D: Deliver>(
     throttle: Arc<Throttle>,
 ) {
     let mut next_sweep = tokio::time::Instant::now();
+    let mut next_redirect: HashMap<String, tokio::time::Instant> = HashMap::new();
     loop {
         tokio::time::sleep(config.interval).await;
-        if tokio::time::Instant::now() >= next_sweep {
+        let now = tokio::time::Instant::now();
+        if now >= next_sweep {
             let h = hints.clone();
             match blocking(move || h.expire().map_err(|e| e.to_string())).await {
                 Ok(Ok(_)) => {}
@@ -389,8 +469,22 @@ pub async fn run<S: Store, D: Deliver>(
             }
             next_sweep = tokio::time::Instant::now() + config.sweep_interval;
         }
-        for (owner, _) in hints.pending() {
+        let pending = hints.pending();
+        next_redirect.retain(|owner, _| pending.iter().any(|(o, _)| o == owner));
+        for (owner, _) in pending {
             if !target.ready(&owner) {
+                if next_redirect.get(&owner).is_none_or(|at| now >= *at) {
+                    next_redirect.insert(owner.clone(), now + config.redirect_interval);
+                    match redirect_owner(&hints, &target, &owner, &config, &throttle).await {
+                        Ok(0) => {}
+                        Ok(n) => info!(
+                            %owner,
+                            redirected = n,
+                            "redirected hints that waited past the handoff window to the keys' other replicas"
+                        ),
+                        Err(e) => debug!(%owner, error = %e, "redirecting hints failed; retrying later"),
+                    }
+                }
                 continue;
             }
             match deliver_owner(&hints, &target, &owner, &config, &throttle).await {
@@ -425,11 +519,25 @@ mod tests {
     }
 
     fn hints(limit: usize, window: Duration) -> Arc<Hints<MemoryStore>> {
+        hints_aged(limit, window, window * 2)
+    }
+
+    fn hints_aged(limit: usize, window: Duration, max_age: Duration) -> Arc<Hints<MemoryStore>> {
         let config = HandoffConfig {
             window,
+            max_age,
             max_hints_per_target: limit,
         };
         Arc::new(Hints::open(Arc::new(MemoryStore::new()), config).unwrap())
+    }
+
+    /// A clock the test moves by hand.
+    struct Manual(std::sync::atomic::AtomicU64);
+
+    impl Clock for Manual {
+        fn unix_ms(&self) -> u64 {
+            self.0.load(std::sync::atomic::Ordering::SeqCst)
+        }
     }
 
     #[test]
@@ -475,8 +583,8 @@ mod tests {
     }
 
     #[test]
-    fn hints_older_than_the_window_are_dropped() {
-        let h = hints(10, Duration::ZERO);
+    fn hints_older_than_max_age_are_dropped() {
+        let h = hints_aged(10, Duration::ZERO, Duration::ZERO);
         h.record("n2", 1, b"a", &obj("n1", "x")).unwrap();
         std::thread::sleep(Duration::from_millis(5));
         assert_eq!(h.expire().unwrap(), 1);
@@ -486,6 +594,20 @@ mod tests {
     struct Owner {
         got: Mutex<Vec<Bytes>>,
         fail: std::sync::atomic::AtomicBool,
+        /// What the other replicas lack, for `redirect`: keys they store as news.
+        lacking: Mutex<Vec<Bytes>>,
+        redirected: Mutex<Vec<Bytes>>,
+    }
+
+    impl Owner {
+        fn new(fail: bool) -> Self {
+            Self {
+                got: Mutex::new(Vec::new()),
+                fail: fail.into(),
+                lacking: Mutex::new(Vec::new()),
+                redirected: Mutex::new(Vec::new()),
+            }
+        }
     }
 
     impl Deliver for Owner {
@@ -499,6 +621,76 @@ mod tests {
             self.got.lock().extend(objects.into_iter().map(|(k, _)| k));
             Ok(())
         }
+        async fn redirect(&self, _: &str, objects: Vec<(Bytes, Object)>) -> Result<Vec<bool>, String> {
+            if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err("connection refused".into());
+            }
+            let mut lacking = self.lacking.lock();
+            let news = objects
+                .iter()
+                .map(|(k, _)| {
+                    let news = lacking.contains(k);
+                    lacking.retain(|l| l != k);
+                    news
+                })
+                .collect();
+            self.redirected.lock().extend(objects.into_iter().map(|(k, _)| k));
+            Ok(news)
+        }
+    }
+
+    #[tokio::test]
+    async fn hints_past_the_window_move_to_replicas_that_lack_them_and_stay_otherwise() {
+        let clock = Arc::new(Manual(1_000_000.into()));
+        let config = HandoffConfig {
+            window: Duration::from_secs(10),
+            max_age: Duration::from_secs(100),
+            max_hints_per_target: 100,
+        };
+        let h = Arc::new(
+            Hints::open(Arc::new(MemoryStore::new()), config)
+                .unwrap()
+                .with_clock(clock.clone()),
+        );
+        for k in ["a", "b", "c"] {
+            h.record("n2", 1, k.as_bytes(), &obj("n1", "v")).unwrap();
+        }
+        let target = Owner::new(false);
+        *target.lacking.lock() = vec![Bytes::from("a"), Bytes::from("b")];
+        let config = DeliveryConfig {
+            interval: Duration::from_millis(10),
+            batch_keys: 2,
+            batch_bytes: 1 << 20,
+            sweep_interval: Duration::from_secs(60),
+            redirect_interval: Duration::from_secs(60),
+        };
+        let throttle = Throttle::new(0.0);
+        // Within the window nothing moves: the hints wait for their owner.
+        clock.0.store(1_000_000 + 9_000, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(redirect_owner(&h, &target, "n2", &config, &throttle).await.unwrap(), 0);
+        assert!(target.redirected.lock().is_empty());
+        // A newer write to `c` restarts its wait.
+        h.record("n2", 1, b"c", &obj("n3", "w")).unwrap();
+        clock.0.store(1_000_000 + 11_000, std::sync::atomic::Ordering::SeqCst);
+        // A failed redirect keeps every hint.
+        target.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(redirect_owner(&h, &target, "n2", &config, &throttle).await.is_err());
+        assert_eq!(h.pending(), vec![("n2".to_string(), 3)]);
+        target.fail.store(false, std::sync::atomic::Ordering::SeqCst);
+        // Past the window: `a` and `b` go where they were news and are released.
+        assert_eq!(redirect_owner(&h, &target, "n2", &config, &throttle).await.unwrap(), 2);
+        assert_eq!(*target.redirected.lock(), vec![Bytes::from("a"), Bytes::from("b")]);
+        assert!(h.get("n2", 1, b"a").unwrap().is_none());
+        // `c`'s wait has not run out; once it has, every replica already holds it, so the hint
+        // stays: releasing it would leave the write one copy short.
+        clock.0.store(1_000_000 + 25_000, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(redirect_owner(&h, &target, "n2", &config, &throttle).await.unwrap(), 0);
+        assert_eq!(target.redirected.lock().last(), Some(&Bytes::from("c")));
+        assert_eq!(h.pending(), vec![("n2".to_string(), 1)]);
+        // Past max_age it goes: anti-entropy repairs the owner from the other copies.
+        clock.0.store(1_000_000 + 200_000, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(h.expire().unwrap(), 1);
+        assert!(h.pending().is_empty());
     }
 
     #[tokio::test]
@@ -508,15 +700,13 @@ mod tests {
             h.record("n2", i % 4, format!("k{i}").as_bytes(), &obj("n1", "v"))
                 .unwrap();
         }
-        let owner = Owner {
-            got: Mutex::new(Vec::new()),
-            fail: true.into(),
-        };
+        let owner = Owner::new(true);
         let config = DeliveryConfig {
             interval: Duration::from_millis(10),
             batch_keys: 8,
             batch_bytes: 1 << 20,
             sweep_interval: Duration::from_secs(60),
+            redirect_interval: Duration::from_secs(60),
         };
         let throttle = Throttle::new(0.0);
         assert!(deliver_owner(&h, &owner, "n2", &config, &throttle).await.is_err());

@@ -64,8 +64,15 @@ pub struct HandoffSection {
     /// Keep hints for down replicas and deliver them. Off: a write counts only replicas that
     /// answer, and anti-entropy alone repairs a replica that missed writes.
     pub enabled: bool,
-    /// Hints older than this are dropped, not delivered; anti-entropy repairs their owner.
+    /// How long a hint waits for its owner. Past it, the hint is redirected: merged into the
+    /// key's other live replicas, and released once one of them stored it as news (a hinted
+    /// copy counts toward `w`, so it is moved, never just thrown away).
     pub window_secs: u64,
+    /// Hints older than this are dropped, not delivered; anti-entropy repairs their owner from
+    /// the other copies. Default: half of `antientropy.tombstone_grace_secs` (at least
+    /// `window_secs`). Must stay below the grace by more than the nodes' clocks can disagree.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age_secs: Option<u64>,
     /// The most keys hinted for one owner; past it hinted writes for that owner are refused.
     pub max_hints_per_target: usize,
     /// How often to look for owners that came back.
@@ -87,7 +94,7 @@ pub struct AntiEntropySection {
     /// Throttle for anti-entropy traffic, in MB/s.
     pub max_mb_per_sec: f64,
     /// A tombstone is removed only once every replica holds it and it is this old. Must be
-    /// longer than `handoff.window_secs`, or a late hint could bring a removed key back.
+    /// longer than `handoff.max_age_secs`, or a late hint could bring a removed key back.
     pub tombstone_grace_secs: u64,
 }
 
@@ -322,6 +329,7 @@ impl Default for NodeConfig {
             handoff: HandoffSection {
                 enabled: true,
                 window_secs: 3 * 3600,
+                max_age_secs: None,
                 max_hints_per_target: 1_000_000,
                 delivery_interval_ms: 1000,
                 batch_keys: 256,
@@ -390,6 +398,13 @@ impl NodeConfig {
         Ok((!profile.is_lan()).then_some(profile))
     }
 
+    /// `handoff.max_age_secs`, or its default: half the tombstone grace, at least the window.
+    pub fn hint_max_age_secs(&self) -> u64 {
+        self.handoff
+            .max_age_secs
+            .unwrap_or_else(|| (self.antientropy.tombstone_grace_secs / 2).max(self.handoff.window_secs))
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
         if self.node.id.is_empty() {
@@ -427,10 +442,18 @@ impl NodeConfig {
         if a.interval_ms < 100 || a.max_mb_per_sec <= 0.0 {
             return bad("antientropy: interval_ms must be at least 100 and max_mb_per_sec positive".into());
         }
-        if h.enabled && a.tombstone_grace_secs <= h.window_secs {
+        if h.enabled && h.max_age_secs.is_some_and(|m| m < h.window_secs) {
             return bad(format!(
-                "antientropy.tombstone_grace_secs ({}) must be longer than handoff.window_secs ({}): a hint delivered after its key's tombstone was removed would bring the key back",
-                a.tombstone_grace_secs, h.window_secs
+                "handoff.max_age_secs ({}) must be at least handoff.window_secs ({}): a hint is redirected after the window and dropped after max_age",
+                self.hint_max_age_secs(),
+                h.window_secs
+            ));
+        }
+        if h.enabled && a.tombstone_grace_secs <= self.hint_max_age_secs() {
+            return bad(format!(
+                "antientropy.tombstone_grace_secs ({}) must be longer than handoff.max_age_secs ({}): a hint delivered after its key's tombstone was removed would bring the key back",
+                a.tombstone_grace_secs,
+                self.hint_max_age_secs()
             ));
         }
         let r = &self.requests;
@@ -568,9 +591,24 @@ peer = "127.0.0.1:9000"
         );
         let err = NodeConfig::load(Some(&f), &[]).unwrap_err().to_string();
         assert!(
-            err.contains("tombstone_grace_secs (60) must be longer than handoff.window_secs (120)"),
+            err.contains("tombstone_grace_secs (60) must be longer than handoff.max_age_secs (120)"),
             "{err}"
         );
+        let f = write(
+            dir.path(),
+            &format!("{BASE}\n[handoff]\nwindow_secs = 120\nmax_age_secs = 60\n"),
+        );
+        let err = NodeConfig::load(Some(&f), &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("handoff.max_age_secs (60) must be at least handoff.window_secs (120)"),
+            "{err}"
+        );
+        let f = write(
+            dir.path(),
+            &format!("{BASE}\n[antientropy]\ntombstone_grace_secs = 1000\n[handoff]\nwindow_secs = 100\n"),
+        );
+        let config = NodeConfig::load(Some(&f), &[]).unwrap();
+        assert_eq!(config.hint_max_age_secs(), 500, "the default is half the grace");
         let f = write(dir.path(), &format!("{BASE}\n[handoff]\nenabled = false\n"));
         let err = NodeConfig::load(Some(&f), &[]).unwrap_err().to_string();
         assert!(err.contains("sloppy_quorum needs handoff.enabled"), "{err}");

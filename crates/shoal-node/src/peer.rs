@@ -100,6 +100,8 @@ pub enum PeerRequest {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum PeerResponse {
     Stored,
+    /// A `Merge` stored; per object, whether it was news to this replica.
+    Merged(Vec<bool>),
     Object(Option<Object>),
     Coordinated(Result<PutResponse, CoordError>),
     Pong {
@@ -357,7 +359,7 @@ impl Remote for PeerRemote {
     async fn push(&self, objects: Vec<(Bytes, Object)>) -> Result<(), String> {
         let epoch = self.epoch;
         match self.ask(PeerRequest::Merge { epoch, objects }).await? {
-            PeerResponse::Stored => Ok(()),
+            PeerResponse::Merged(_) => Ok(()),
             other => Err(unexpected(other)),
         }
     }
@@ -446,7 +448,7 @@ impl Service for PeerService {
             },
             PeerRequest::Merge { epoch, objects } => {
                 match self.coordinator.accept_handoff("merge", epoch, objects).await {
-                    Ok(()) => PeerResponse::Stored,
+                    Ok(news) => PeerResponse::Merged(news),
                     Err(e) => self.refused(e),
                 }
             }

@@ -41,20 +41,56 @@ impl Deliver for HintTarget {
         let routes = placement.route_handoff(&NodeId::from(owner), objects, |o| o.n);
         drop(placement);
         for (node, batch) in routes {
-            if node == *self.coordinator.me() {
-                self.coordinator
-                    .accept_handoff("handoff", epoch, batch)
-                    .await
-                    .map_err(|e| e.to_string())?;
-            } else {
-                let req = PeerRequest::Merge { epoch, objects: batch };
-                match self.transport.call(&node, req, Duration::from_secs(30)).await? {
-                    PeerResponse::Stored => {}
-                    other => return Err(unexpected(other)),
-                }
-            }
+            self.merge_into(&node, epoch, batch).await?;
         }
         Ok(())
+    }
+
+    async fn redirect(&self, owner: &str, objects: Vec<(Bytes, Object)>) -> Result<Vec<bool>, String> {
+        let placement = self
+            .coordinator
+            .placement()
+            .ok_or_else(|| "this node has not joined a cluster yet".to_string())?;
+        let epoch = placement.epoch;
+        let routes = placement.route_redirect(
+            &NodeId::from(owner),
+            &objects,
+            |o| o.n,
+            |id| id == self.coordinator.me() || self.membership.is_alive(id),
+        );
+        drop(placement);
+        let mut news = vec![false; objects.len()];
+        for (node, indices) in routes {
+            let batch = indices.iter().map(|&i| objects[i].clone()).collect();
+            match self.merge_into(&node, epoch, batch).await {
+                Ok(stored) => {
+                    for (i, new) in indices.into_iter().zip(stored) {
+                        news[i] |= new;
+                    }
+                }
+                Err(e) => debug!(%owner, to = %node, error = %e, "redirecting hints to a replica failed"),
+            }
+        }
+        Ok(news)
+    }
+}
+
+impl HintTarget {
+    /// Merge `batch` into `node`'s replica (this node's own, without the network); per object,
+    /// whether it was news there.
+    async fn merge_into(&self, node: &NodeId, epoch: u64, batch: Vec<(Bytes, Object)>) -> Result<Vec<bool>, String> {
+        if node == self.coordinator.me() {
+            return self
+                .coordinator
+                .accept_handoff("handoff", epoch, batch)
+                .await
+                .map_err(|e| e.to_string());
+        }
+        let req = PeerRequest::Merge { epoch, objects: batch };
+        match self.transport.call(node, req, Duration::from_secs(30)).await? {
+            PeerResponse::Merged(news) => Ok(news),
+            other => Err(unexpected(other)),
+        }
     }
 }
 

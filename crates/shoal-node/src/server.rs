@@ -406,6 +406,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
     let hints = if config.handoff.enabled {
         let handoff = HandoffConfig {
             window: Duration::from_secs(config.handoff.window_secs),
+            max_age: Duration::from_secs(config.hint_max_age_secs()),
             max_hints_per_target: config.handoff.max_hints_per_target,
         };
         let s = store.clone();
@@ -495,6 +496,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
             batch_keys: config.handoff.batch_keys,
             batch_bytes: 4 << 20,
             sweep_interval: Duration::from_secs(60),
+            redirect_interval: Duration::from_secs(60),
         };
         let throttle = Arc::new(Throttle::new(config.handoff.max_mb_per_sec));
         tokio::spawn(shoal_handoff::run(h, target, delivery, throttle));

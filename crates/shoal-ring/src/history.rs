@@ -522,19 +522,22 @@ impl Placement {
         Some(owners.iter().filter(|id| *id != node).cloned().collect())
     }
 
-    /// Whether a handoff (hint delivery, stray handoff) for `owner` may go now: never while a
-    /// change is in flight (a handoff reaches one owner, not the write set of both layouts,
-    /// and that owner may be about to drop the range after a gaining node streamed it); then
-    /// once `owner` is `alive`, or at once if it has left the layout (its objects go to the
-    /// keys' owners instead, see [`Placement::route_handoff`]).
+    /// Whether a handoff (hint delivery, stray handoff) for `owner` may go now: once `owner` is
+    /// `alive`, or at once if it has left the layout (its objects go to the keys' owners
+    /// instead, see [`Placement::route_handoff`]). A change in flight does not hold handoffs
+    /// back: they go to the write set of both layouts, as writes do.
     pub fn handoff_ready(&self, owner: &NodeId, alive: bool) -> bool {
-        !self.changing() && (alive || self.current.member(owner).is_none())
+        alive || self.current.member(owner).is_none()
     }
 
     /// Where each object of a handoff meant for `owner` goes: to `owner` while it owns the
     /// object's key in the current layout, else to every owner the key has now (a departed
     /// owner's hints, or a hint for a range its owner has since lost, as Riak hands a fallback
-    /// vnode's data to the vnode's current owner). `n_of` reads an object's replication factor.
+    /// vnode's data to the vnode's current owner). While a change is under way the key's owners
+    /// in the other layout that are not owners in the current one get it too, as a write's do:
+    /// an owner may drop the range once the change finishes, after a gaining node streamed it,
+    /// and the gaining node must not miss what that owner took late. `n_of` reads an object's
+    /// replication factor.
     pub fn route_handoff<K: AsRef<[u8]> + Clone, V: Clone>(
         &self,
         owner: &NodeId,
@@ -544,16 +547,42 @@ impl Placement {
         let mut by_node: BTreeMap<NodeId, Vec<(K, V)>> = BTreeMap::new();
         for (key, object) in objects {
             let partition = self.current.partition_of(key.as_ref());
-            let owners = self.current.preference_list(partition, n_of(&object) as usize);
-            if owners.contains(owner) {
-                by_node.entry(owner.clone()).or_default().push((key, object));
-                continue;
+            let n = n_of(&object) as usize;
+            let owners = self.current.preference_list(partition, n);
+            let mut targets: Vec<NodeId> = if owners.contains(owner) {
+                vec![owner.clone()]
+            } else {
+                owners.to_vec()
+            };
+            targets.extend(self.extra_owners(partition, n));
+            for node in targets {
+                by_node.entry(node).or_default().push((key.clone(), object.clone()));
             }
-            for node in owners {
-                by_node
-                    .entry(node.clone())
-                    .or_default()
-                    .push((key.clone(), object.clone()));
+        }
+        by_node
+    }
+
+    /// Where the hints meant for `owner` go when they waited out the handoff window (see
+    /// shoal-handoff): to every replica of each key in the write set (the current layout's
+    /// owners, and the companion layout's during a change) but `owner`, that `live` says is
+    /// reachable. Lists, per node, the indices into `objects` it gets.
+    pub fn route_redirect<K: AsRef<[u8]>, V>(
+        &self,
+        owner: &NodeId,
+        objects: &[(K, V)],
+        n_of: impl Fn(&V) -> u8,
+        live: impl Fn(&NodeId) -> bool,
+    ) -> BTreeMap<NodeId, Vec<usize>> {
+        let mut by_node: BTreeMap<NodeId, Vec<usize>> = BTreeMap::new();
+        for (i, (key, object)) in objects.iter().enumerate() {
+            let partition = self.current.partition_of(key.as_ref());
+            let n = n_of(object) as usize;
+            let owners = self.current.preference_list(partition, n);
+            let extra = self.extra_owners(partition, n);
+            for node in owners.iter().chain(&extra) {
+                if node != owner && live(node) {
+                    by_node.entry(node.clone()).or_default().push(i);
+                }
             }
         }
         by_node
@@ -719,6 +748,48 @@ pub(crate) mod tests {
         assert_eq!(r3.ended_change_from(&r2), before);
         assert_eq!(r3.ended_change_from(&r1), before);
         assert_eq!(r3.ended_change_from(&r3), None);
+    }
+
+    /// A hint redirected past its window goes to every live replica of its key but its owner,
+    /// in both layouts while a change is under way, and nowhere else.
+    #[test]
+    fn redirected_hints_reach_the_write_set_but_their_owner() {
+        let stable = three().placement().unwrap();
+        let changing = three()
+            .propose(Change::Join(member("n4")), 3)
+            .unwrap()
+            .placement()
+            .unwrap();
+        let keys: Vec<(Vec<u8>, u8)> = (0..200)
+            .map(|i| (format!("k{i}").into_bytes(), 1 + (i % 3) as u8))
+            .collect();
+        let owner = NodeId::from("n2");
+        for (p, down) in [
+            (&stable, None),
+            (&changing, None),
+            (&changing, Some(NodeId::from("n4"))),
+        ] {
+            let routes = p.route_redirect(&owner, &keys, |n| *n, |id| Some(id) != down.as_ref());
+            for (i, (key, n)) in keys.iter().enumerate() {
+                let part = p.current.partition_of(key);
+                let mut want: Vec<NodeId> = p.current.preference_list(part, *n as usize).to_vec();
+                want.extend(p.extra_owners(part, *n as usize));
+                want.retain(|id| *id != owner && Some(id) != down.as_ref());
+                want.sort();
+                let got: Vec<NodeId> = routes
+                    .iter()
+                    .filter(|(_, idx)| idx.contains(&i))
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                assert_eq!(got, want, "key {i}");
+            }
+        }
+        assert!(
+            (0..200).any(|i| !changing
+                .extra_owners(changing.current.partition_of(&keys[i].0), 3)
+                .is_empty()),
+            "the join moves some ranges"
+        );
     }
 
     /// A node that slept through a change's streaming phase, and only such a node, must hand

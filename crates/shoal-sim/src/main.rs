@@ -31,7 +31,7 @@ struct Args {
     #[arg(long)]
     no_faults: bool,
     /// Largest clock skew (and clock step) of a node, in seconds. Above the tombstone grace
-    /// minus the hint window, over two (3 s here), deleted keys may come back.
+    /// minus the hints' max age, over two (2.5 s here), deleted keys may come back.
     #[arg(long, default_value_t = 2)]
     max_skew_secs: u64,
     /// How often the nemesis skips a member a layout change waits for while it is down

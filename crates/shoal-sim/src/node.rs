@@ -34,7 +34,10 @@ pub struct NodeConfig {
     pub swim: SwimConfig,
     pub aae_interval: Duration,
     pub handoff_interval: Duration,
+    /// How long a hint waits for its owner before it is redirected to the key's other replicas.
     pub hint_window: Duration,
+    /// When a hint is dropped.
+    pub hint_max_age: Duration,
     pub tombstone_grace: Duration,
     pub request_timeout: Duration,
     /// How long after a layout change finishes a node drops what it no longer holds.
@@ -150,6 +153,7 @@ impl Core {
                 store.clone(),
                 HandoffConfig {
                     window: config.hint_window,
+                    max_age: config.hint_max_age,
                     max_hints_per_target: 100_000,
                 },
             )
@@ -231,6 +235,7 @@ impl Core {
                     batch_keys: 64,
                     batch_bytes: 1 << 20,
                     sweep_interval: config.handoff_interval * 5,
+                    redirect_interval: config.handoff_interval,
                 },
                 Arc::new(shoal_handoff::Throttle::new(0.0)),
             )),
@@ -438,7 +443,7 @@ impl SimTransport {
         kind: &'static str,
         epoch: u64,
         objects: Vec<(Bytes, Object)>,
-    ) -> Result<(), String> {
+    ) -> Result<Vec<bool>, String> {
         let answer = self
             .net
             .call(
@@ -623,6 +628,40 @@ impl Deliver for SimDeliver {
         }
         Ok(())
     }
+
+    async fn redirect(&self, owner: &str, objects: Vec<(Bytes, Object)>) -> Result<Vec<bool>, String> {
+        let Some(c) = self.core.upgrade() else {
+            return Err("stopped".into());
+        };
+        let placement = c
+            .coordinator
+            .placement()
+            .ok_or("this node has not joined a cluster yet")?;
+        let epoch = placement.epoch;
+        let routes = placement.route_redirect(
+            &NodeId::from(owner),
+            &objects,
+            |o| o.n,
+            |id| id == c.coordinator.me() || c.is_alive_member(id),
+        );
+        drop((placement, c));
+        let transport = SimTransport {
+            net: self.net.clone(),
+            me: self.me,
+            inc: self.inc,
+        };
+        let mut news = vec![false; objects.len()];
+        for (node, indices) in routes {
+            let batch = indices.iter().map(|&i| objects[i].clone()).collect();
+            // A replica that fails takes nothing; the others' news still counts.
+            if let Ok(stored) = transport.handoff(&node, "handoff", epoch, batch).await {
+                for (i, new) in indices.into_iter().zip(stored) {
+                    news[i] |= new;
+                }
+            }
+        }
+        Ok(news)
+    }
 }
 
 /// The far side of an anti-entropy exchange, over the simulated network.
@@ -699,6 +738,7 @@ impl Remote for SimRemote {
         self.transport()
             .handoff(&node_id(self.to), "merge", self.epoch, objects)
             .await
+            .map(|_| ())
     }
 
     async fn reap(&self, partition: u32, _n: u8, keys: Vec<(Bytes, u64)>) -> Result<Vec<Bytes>, String> {
