@@ -335,8 +335,6 @@ impl<S: Store> AntiEntropy<S> {
         metrics::counter!("shoal_aae_exchanges_total", "result" => label).increment(1);
         metrics::counter!("shoal_aae_bytes_total").increment(report.bytes);
         metrics::counter!("shoal_aae_divergent_keys_total").increment(report.divergent);
-        metrics::counter!("shoal_aae_repaired_keys_total", "direction" => "pulled").increment(report.pulled);
-        metrics::counter!("shoal_aae_repaired_keys_total", "direction" => "pushed").increment(report.pushed);
         self.status.lock().insert(
             (partition, n),
             TreeStatus {
@@ -433,7 +431,11 @@ impl<S: Store> AntiEntropy<S> {
                 let objects: Vec<(Bytes, Object)> = got.into_iter().filter_map(|(k, o)| Some((k, o?))).collect();
                 let bytes: u64 = objects.iter().map(|(k, o)| (k.len() + o.encode().len()) as u64).sum();
                 report.bytes += bytes;
-                report.pulled += self.merge(partition, objects).await?;
+                let pulled = self.merge(partition, objects).await?;
+                // Counted as each batch lands, so an exchange that fails later still counts
+                // the keys it did repair.
+                metrics::counter!("shoal_aae_repaired_keys_total", "direction" => "pulled").increment(pulled);
+                report.pulled += pulled;
                 pace(bytes).await;
             }
             // Push what we have that differs: the merge there joins both versions.
@@ -446,8 +448,10 @@ impl<S: Store> AntiEntropy<S> {
                     continue;
                 }
                 let bytes: u64 = objects.iter().map(|(k, o)| (k.len() + o.encode().len()) as u64).sum();
-                report.pushed += objects.len() as u64;
+                let pushed = objects.len() as u64;
                 remote.push(objects).await?;
+                metrics::counter!("shoal_aae_repaired_keys_total", "direction" => "pushed").increment(pushed);
+                report.pushed += pushed;
                 report.bytes += bytes;
                 pace(bytes).await;
             }

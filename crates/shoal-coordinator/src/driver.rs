@@ -1127,6 +1127,19 @@ impl<S: Store, T: Transport> Coordinator<S, T> {
                 Ok(Some((node, owner, result))) => {
                     outstanding -= 1;
                     let slot = owner.clone().unwrap_or_else(|| node.clone());
+                    // A stand-in with no hint of the key knows nothing of the owner's copy: its
+                    // "not found" is no answer for the owner (Riak's notfound_ok = false, for
+                    // fallbacks only). Counting it let a returning node that could not yet
+                    // reach a new owner read its own stale copy at r = 2.
+                    let result = match result {
+                        Ok(None) if owner.is_some() => {
+                            if node != self.me {
+                                self.renew_layout_lease();
+                            }
+                            Err(format!("{node} stands in for {slot} but holds no hint of the key"))
+                        }
+                        other => other,
+                    };
                     match result {
                         Ok(obj) if node == self.me && !self.layout_confirmed() => held_self = Some(obj),
                         Ok(obj) => {

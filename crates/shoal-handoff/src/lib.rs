@@ -457,7 +457,10 @@ pub async fn run<S: Store, D: Deliver>(
     throttle: Arc<Throttle>,
 ) {
     let mut next_sweep = tokio::time::Instant::now();
-    let mut next_redirect: HashMap<String, tokio::time::Instant> = HashMap::new();
+    // Per owner: when to try redirecting again, and the pause after that. A pass that released
+    // nothing (every reachable replica already held the hints) doubles the pause, up to the
+    // window, so a long outage does not re-send a large backlog every interval.
+    let mut next_redirect: HashMap<String, (tokio::time::Instant, Duration)> = HashMap::new();
     loop {
         tokio::time::sleep(config.interval).await;
         let now = tokio::time::Instant::now();
@@ -473,9 +476,18 @@ pub async fn run<S: Store, D: Deliver>(
         next_redirect.retain(|owner, _| pending.iter().any(|(o, _)| o == owner));
         for (owner, _) in pending {
             if !target.ready(&owner) {
-                if next_redirect.get(&owner).is_none_or(|at| now >= *at) {
-                    next_redirect.insert(owner.clone(), now + config.redirect_interval);
-                    match redirect_owner(&hints, &target, &owner, &config, &throttle).await {
+                let (at, pause) = next_redirect
+                    .get(&owner)
+                    .copied()
+                    .unwrap_or((now, config.redirect_interval));
+                if now >= at {
+                    let result = redirect_owner(&hints, &target, &owner, &config, &throttle).await;
+                    let pause = match result {
+                        Ok(0) | Err(_) => (pause * 2).min(hints.config.window.max(config.redirect_interval)),
+                        Ok(_) => config.redirect_interval,
+                    };
+                    next_redirect.insert(owner.clone(), (tokio::time::Instant::now() + pause, pause));
+                    match result {
                         Ok(0) => {}
                         Ok(n) => info!(
                             %owner,

@@ -16,7 +16,7 @@ pub mod node;
 pub mod run;
 mod store;
 
-pub use run::{run, RunReport, Sabotage, SimConfig};
+pub use run::{run, RunReport, Sabotage, Script, ScriptReport, SimConfig};
 
 /// Run seeds `seeds` on `jobs` threads (each its own single-threaded runtime), calling
 /// `done` with every report as it finishes. Reports come back in seed order.

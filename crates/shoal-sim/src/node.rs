@@ -102,6 +102,8 @@ pub struct Core {
     pub retire_after_commit: bool,
     pub fence: bool,
     pub excuse_dead: bool,
+    /// This node's requests that a replica fenced out as coordinated under a stale layout.
+    pub fenced: std::sync::atomic::AtomicU64,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -213,6 +215,7 @@ impl Core {
             retire_after_commit: config.retire_after_commit,
             fence: config.fence,
             excuse_dead: config.excuse_dead,
+            fenced: std::sync::atomic::AtomicU64::new(0),
             tasks: Mutex::new(Vec::new()),
         });
         net.install(index, core.clone());
@@ -472,6 +475,9 @@ impl SimTransport {
             Err(Refusal::Failed(e)) => Err(e),
             Err(Refusal::Stale(reason, record)) => {
                 let me = self.net.core(self.me).filter(|c| c.inc == self.inc);
+                if let Some(c) = &me {
+                    c.fenced.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
                 if let (Some(record), Some(c)) = (record, me) {
                     c.adopt(&record);
                     c.coordinator.renew_layout_lease();

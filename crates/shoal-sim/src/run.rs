@@ -73,6 +73,34 @@ pub struct SimConfig {
     /// Largest clock skew between a node and true time.
     pub max_skew: Duration,
     pub sabotage: Option<Sabotage>,
+    /// A scripted schedule in place of the random nemesis.
+    pub script: Option<Script>,
+}
+
+/// Scripted schedules: one membership scenario, with the workload running throughout and the
+/// usual checkers after the heal. Node 3 (`n3`) is the member that goes down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Script {
+    /// `kill -9` n3 and, once SWIM calls it dead, join a spare. The join must not finish while
+    /// n3 is down; after 8 s n3 restarts and the join finishes.
+    JoinWaitsForKilledMember,
+    /// The same, but after 8 s the operator skips n3 (`shoal admin skip`) and the join
+    /// finishes without it. Then n3 restarts with the record it had: replicas fence its first
+    /// requests out, and nothing it does under its old layout may show in the checkers.
+    SkippedMemberReturns,
+}
+
+/// What a scripted schedule observed.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ScriptReport {
+    /// How long the join stayed unfinished on every running member while n3 was down.
+    pub blocked_ms: u64,
+    /// From n3's restart (or its skip) to the join's finish; `None` if it never finished.
+    pub finished_after_ms: Option<u64>,
+    /// Requests of the restarted n3 that replicas fenced out as stale, counted once its first
+    /// request (an r=2 read of every key, sent the moment it boots, before any gossip can
+    /// reach it) has been answered. The reads are in the history, judged like any other.
+    pub fenced_on_return: u64,
 }
 
 impl SimConfig {
@@ -119,6 +147,7 @@ impl SimConfig {
             // ±2 min of skew, seeds 858 and 2825 brought deleted keys back (docs/testing.md).
             max_skew: Duration::from_secs(2),
             sabotage: None,
+            script: None,
         }
     }
 }
@@ -137,6 +166,8 @@ pub struct RunReport {
     /// SWIM did not call alive, the hints it still held), to start the diagnosis from.
     pub unconverged_state: Vec<String>,
     pub verdict: Verdict,
+    /// What a scripted schedule observed (`SimConfig::script`).
+    pub script: Option<ScriptReport>,
     /// A digest of the whole history: equal for two runs of one seed.
     pub history_hash: u64,
     #[serde(skip)]
@@ -282,13 +313,7 @@ impl Cluster {
         let mut considered_skip = false;
         while tokio::time::Instant::now() < give_up {
             tokio::time::sleep(Duration::from_millis(500)).await;
-            let done = self.members().into_iter().any(|i| {
-                self.net
-                    .core(i)
-                    .and_then(|c| c.record())
-                    .is_some_and(|r| r.epoch >= epoch + 2 && r.change().is_none())
-            });
-            if done {
+            if self.finished(epoch) {
                 break;
             }
             if !considered_skip && began.elapsed() > Duration::from_secs(4) {
@@ -335,9 +360,17 @@ impl Cluster {
 
     /// Starts spare `s` and has it join through a running member.
     async fn join(self: &Arc<Self>, s: usize) {
+        if let Some(epoch) = self.propose_join(s).await {
+            self.settle(epoch).await;
+        }
+    }
+
+    /// Starts spare `s` and has it propose its join through a running member; the epoch of
+    /// the proposal, or `None` (and the spare gone again) if that failed.
+    async fn propose_join(self: &Arc<Self>, s: usize) -> Option<u64> {
         let Some(seed) = self.pick_running(None) else {
             *self.changing.lock() = false;
-            return;
+            return None;
         };
         self.started.lock().insert(s);
         self.boot(s, Some(seed));
@@ -365,7 +398,7 @@ impl Cluster {
                 core.adopt(&p);
                 self.members.lock().insert(s);
                 self.fault("join", format!("{} via {}", node_id(s), node_id(seed)));
-                self.settle(p.epoch).await;
+                Some(p.epoch)
             }
             _ => {
                 // Refused (a change in flight) or unreachable: the spare goes away unjoined.
@@ -375,8 +408,31 @@ impl Cluster {
                 *self.disks[s].lock() = Arc::new(MemoryStore::new());
                 self.started.lock().remove(&s);
                 *self.changing.lock() = false;
+                None
             }
         }
+    }
+
+    /// Whether the change proposed at `epoch` has finished on some running member.
+    fn finished(&self, epoch: u64) -> bool {
+        self.members().into_iter().any(|i| {
+            !self.net.is_paused(i)
+                && self
+                    .net
+                    .core(i)
+                    .and_then(|c| c.record())
+                    .is_some_and(|r| r.epoch >= epoch + 2 && r.change().is_none())
+        })
+    }
+
+    /// Whether member `judge`'s SWIM calls node `i` dead.
+    fn dead_to(&self, judge: usize, i: usize) -> bool {
+        self.net.core(judge).is_some_and(|c| {
+            c.swim
+                .lock()
+                .member(&node_id(i))
+                .is_some_and(|m| m.liveness == shoal_membership::Liveness::Dead)
+        })
     }
 
     /// `shoal admin leave` on member `v`.
@@ -441,6 +497,56 @@ impl Cluster {
     }
 }
 
+/// Runs `script` (see [`Script`]) against the running workload.
+async fn script(cluster: Arc<Cluster>, script: Script) -> ScriptReport {
+    const VICTIM: usize = 2;
+    let mut report = ScriptReport::default();
+    let tick = Duration::from_millis(250);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    cluster.crash(VICTIM);
+    let until = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !cluster.dead_to(0, VICTIM) && tokio::time::Instant::now() < until {
+        tokio::time::sleep(tick).await;
+    }
+    *cluster.changing.lock() = true;
+    let Some(epoch) = cluster.propose_join(cluster.config.nodes).await else {
+        return report;
+    };
+    let began = tokio::time::Instant::now();
+    while began.elapsed() < Duration::from_secs(8) && !cluster.finished(epoch) {
+        tokio::time::sleep(tick).await;
+    }
+    report.blocked_ms = began.elapsed().as_millis() as u64;
+    match script {
+        Script::JoinWaitsForKilledMember => cluster.restart(VICTIM),
+        Script::SkippedMemberReturns => cluster.skip_a_dead_member(),
+    }
+    let released = tokio::time::Instant::now();
+    while released.elapsed() < Duration::from_secs(30) {
+        if cluster.finished(epoch) {
+            report.finished_after_ms = Some(released.elapsed().as_millis() as u64);
+            break;
+        }
+        tokio::time::sleep(tick).await;
+    }
+    if script == Script::SkippedMemberReturns {
+        cluster.restart(VICTIM);
+        let reads: Vec<_> = (0..cluster.config.keys)
+            .map(|k| tokio::spawn(recorded_read(cluster.clone(), u32::MAX, VICTIM, key_name(k), 2)))
+            .collect();
+        for r in reads {
+            let _ = r.await;
+        }
+        report.fenced_on_return = cluster
+            .net
+            .core(VICTIM)
+            .map_or(0, |c| c.fenced.load(std::sync::atomic::Ordering::Relaxed));
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    *cluster.changing.lock() = false;
+    report
+}
+
 fn member(i: usize) -> Member {
     Member {
         id: node_id(i),
@@ -497,13 +603,18 @@ async fn simulate(config: SimConfig) -> RunReport {
         let seed = net.with_rng(|r| r.gen());
         clients.push(tokio::spawn(client(cluster.clone(), c as u32, seed, end)));
     }
-    let nemesis = config.faults.then(|| tokio::spawn(nemesis(cluster.clone(), end)));
+    let nemesis = (config.faults && config.script.is_none()).then(|| tokio::spawn(nemesis(cluster.clone(), end)));
+    let scripted = config.script.map(|s| tokio::spawn(script(cluster.clone(), s)));
     for c in clients {
         let _ = c.await;
     }
     if let Some(n) = nemesis {
         let _ = n.await;
     }
+    let script = match scripted {
+        Some(s) => s.await.ok(),
+        None => None,
+    };
 
     // Heal: every node up and running, every link whole, calm weather.
     net.set_weather(Weather::calm());
@@ -578,6 +689,7 @@ async fn simulate(config: SimConfig) -> RunReport {
         converged_after_ms,
         unconverged_state,
         verdict,
+        script,
         history_hash: hasher.finish(),
         history,
     }
@@ -683,6 +795,55 @@ fn quiet(cluster: &Cluster, keys: &[String]) -> bool {
         && cluster.members().iter().all(|i| cluster.net.is_up(*i))
 }
 
+/// One read of `key` at `r` through node `i`, recorded in the history as `client`'s; the
+/// object read, if it succeeded.
+async fn recorded_read(
+    cluster: Arc<Cluster>,
+    client: u32,
+    i: usize,
+    key: String,
+    r: u8,
+) -> Option<(Option<Object>, Vec<Sib>)> {
+    let net = &cluster.net;
+    let timeout = cluster.config.node.request_timeout + Duration::from_millis(500);
+    let invoked = net.now_ms();
+    let req = GetRequest {
+        key: Bytes::from(key.clone()),
+        n: Some(3),
+        r: Some(r),
+        timeout_ms: None,
+        sloppy: None,
+    };
+    let got = at_node(net, i, timeout, move |core| {
+        let req = req.clone();
+        async move { core.coordinator.get(req).await.map_err(|e| e.to_string()) }
+    })
+    .await;
+    let (outcome, read) = match got {
+        Ok(resp) => {
+            let returned = sibs(resp.object.as_ref());
+            (
+                Outcome::Ok {
+                    returned: returned.clone(),
+                    hinted: resp.hinted,
+                },
+                Some((resp.object, returned)),
+            )
+        }
+        Err(e) => (Outcome::Failed(e), None),
+    };
+    cluster.ops.lock().push(Op {
+        client,
+        key,
+        node: node_id(i).to_string(),
+        invoked_ms: invoked,
+        completed_ms: net.now_ms(),
+        kind: OpKind::Read { n: 3, r },
+        outcome,
+    });
+    read
+}
+
 /// One client: read a key, add an element to the union of its siblings' sets (or, now and
 /// then, delete it), write back with the read's context. Each operation goes to a node the
 /// client picks at random among those that accept connections.
@@ -705,42 +866,9 @@ async fn client(cluster: Arc<Cluster>, client: u32, seed: u64, end: tokio::time:
         let (r, w) = (rng.gen_range(1..=3u8), rng.gen_range(1..=3u8));
         let node = node_id(i).to_string();
 
-        let invoked = net.now_ms();
-        let req = GetRequest {
-            key: Bytes::from(key.clone()),
-            n: Some(3),
-            r: Some(r),
-            timeout_ms: None,
-            sloppy: None,
+        let Some((object, returned)) = recorded_read(cluster.clone(), client, i, key.clone(), r).await else {
+            continue;
         };
-        let got = at_node(net, i, timeout, move |core| {
-            let req = req.clone();
-            async move { core.coordinator.get(req).await.map_err(|e| e.to_string()) }
-        })
-        .await;
-        let (outcome, read) = match got {
-            Ok(resp) => {
-                let returned = sibs(resp.object.as_ref());
-                (
-                    Outcome::Ok {
-                        returned: returned.clone(),
-                        hinted: resp.hinted,
-                    },
-                    Some((resp.object, returned)),
-                )
-            }
-            Err(e) => (Outcome::Failed(e), None),
-        };
-        cluster.ops.lock().push(Op {
-            client,
-            key: key.clone(),
-            node: node.clone(),
-            invoked_ms: invoked,
-            completed_ms: net.now_ms(),
-            kind: OpKind::Read { n: 3, r },
-            outcome,
-        });
-        let Some((object, returned)) = read else { continue };
 
         let delete = object.is_some() && rng.gen_bool(0.06);
         let write = cluster.next_write.fetch_add(1, Ordering::Relaxed);

@@ -10,9 +10,32 @@ use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteOpt
 
 use crate::object::Object;
 use crate::space::SpaceGuard;
-use crate::store::{
-    hint_key, hint_prefix, hint_start, object_key, scan_start, segment_prefix, visit_hint, HintVisit, Store, StoreError,
-};
+use crate::store::{hint_key, hint_prefix, hint_start, segment_of, visit_hint, HintVisit, Store, StoreError};
+
+/// The object key in partition order: partition (4 bytes), segment (2 bytes), key.
+fn object_key(partition: u32, key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(6 + key.len());
+    k.extend_from_slice(&partition.to_be_bytes());
+    k.extend_from_slice(&segment_of(key).to_be_bytes());
+    k.extend_from_slice(key);
+    k
+}
+
+/// Where a scan of `partition` from `from` starts: the partition's first key when `from` is
+/// empty, else `from`'s own position.
+fn scan_start(partition: u32, from: &[u8]) -> Vec<u8> {
+    if from.is_empty() {
+        partition.to_be_bytes().to_vec()
+    } else {
+        object_key(partition, from)
+    }
+}
+
+fn segment_prefix(partition: u32, segment: u16) -> Vec<u8> {
+    let mut k = partition.to_be_bytes().to_vec();
+    k.extend_from_slice(&segment.to_be_bytes());
+    k
+}
 
 const CF_OBJECTS: &str = "objects";
 /// Node metadata: the SWIM incarnation, the layout record, known peers, transfer progress.

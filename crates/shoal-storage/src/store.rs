@@ -117,31 +117,6 @@ pub(crate) fn split_hint_key(k: &[u8]) -> Option<(&str, u32, &[u8])> {
     Some((owner, partition, &rest[4..]))
 }
 
-/// The object key in partition order: partition (4 bytes), segment (2 bytes), key.
-pub(crate) fn object_key(partition: u32, key: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(6 + key.len());
-    k.extend_from_slice(&partition.to_be_bytes());
-    k.extend_from_slice(&segment_of(key).to_be_bytes());
-    k.extend_from_slice(key);
-    k
-}
-
-/// Where a scan of `partition` from `from` starts: the partition's first key when `from` is
-/// empty, else `from`'s own position.
-pub(crate) fn scan_start(partition: u32, from: &[u8]) -> Vec<u8> {
-    if from.is_empty() {
-        partition.to_be_bytes().to_vec()
-    } else {
-        object_key(partition, from)
-    }
-}
-
-pub(crate) fn segment_prefix(partition: u32, segment: u16) -> Vec<u8> {
-    let mut k = partition.to_be_bytes().to_vec();
-    k.extend_from_slice(&segment.to_be_bytes());
-    k
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
