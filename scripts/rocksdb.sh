@@ -61,6 +61,9 @@ debug = false
 [workspace]
 EOF
     : >"$build/src/lib.rs"
+    # The workspace's lock pins the build dependencies (bindgen, cc, lz4-sys) to the versions
+    # the workspace builds with; cargo drops the entries this crate does not use.
+    cp Cargo.lock "$build/Cargo.lock"
     echo "rocksdb: compiling RocksDB $version ($features) once for this machine into $lib_dir" >&2
     echo "rocksdb: this takes about 15 minutes on 2 cores; every later build links it" >&2
     started=$(date +%s)
