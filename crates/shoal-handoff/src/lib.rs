@@ -330,6 +330,70 @@ pub struct DeliveryConfig {
     pub redirect_interval: Duration,
 }
 
+/// Walks the hints held for one owner, batch by batch, each batch starting just after the
+/// last key of the one before.
+struct HintCursor<'a, S: Store> {
+    hints: &'a Arc<Hints<S>>,
+    owner: &'a str,
+    config: &'a DeliveryConfig,
+    from: Option<(u32, Vec<u8>)>,
+}
+
+impl<'a, S: Store> HintCursor<'a, S> {
+    fn new(hints: &'a Arc<Hints<S>>, owner: &'a str, config: &'a DeliveryConfig) -> Self {
+        Self {
+            hints,
+            owner,
+            config,
+            from: None,
+        }
+    }
+
+    /// The next batch; `None` once the owner's hints are all read.
+    async fn next(&mut self) -> Result<Option<Vec<Hint>>, String> {
+        let (h, o) = (self.hints.clone(), self.owner.to_string());
+        let (keys, bytes) = (self.config.batch_keys, self.config.batch_bytes);
+        let from = self.from.clone();
+        let batch = blocking(move || h.batch(&o, from.as_ref().map(|(p, k)| (*p, k.as_slice())), keys, bytes))
+            .await?
+            .map_err(|e| e.to_string())?;
+        let Some(last) = batch.last() else {
+            return Ok(None);
+        };
+        // The smallest key after `last.key`: the key with a zero byte appended.
+        let mut next = last.key.to_vec();
+        next.push(0);
+        self.from = Some((last.partition, next));
+        Ok(Some(batch))
+    }
+}
+
+/// Paces `hints` on `throttle` and returns their copies, ready to send.
+async fn paced_copies(hints: &[Hint], throttle: &Throttle) -> Vec<(Bytes, Object)> {
+    let size: u64 = hints
+        .iter()
+        .map(|h| (h.key.len() + h.record.object.payload_len()) as u64)
+        .sum();
+    throttle.pace(size).await;
+    hints.iter().map(|h| (h.key.clone(), h.record.object.clone())).collect()
+}
+
+/// Deletes each of `sent` that its copy still covers (see [`Hints::acknowledge`]); how many
+/// went.
+async fn acknowledge_all<S: Store>(hints: &Arc<Hints<S>>, owner: &str, sent: Vec<Hint>) -> Result<u64, String> {
+    let (h, o) = (hints.clone(), owner.to_string());
+    blocking(move || {
+        let mut n = 0u64;
+        for hint in sent {
+            n += h
+                .acknowledge(&o, hint.partition, &hint.key, &hint.record.object)
+                .map_err(|e| e.to_string())? as u64;
+        }
+        Ok::<_, String>(n)
+    })
+    .await?
+}
+
 /// Deliver every hint held for `owner`, batch by batch, until none is left or a delivery
 /// fails. Returns how many hints were delivered.
 pub async fn deliver_owner<S: Store, D: Deliver>(
@@ -340,24 +404,8 @@ pub async fn deliver_owner<S: Store, D: Deliver>(
     throttle: &Throttle,
 ) -> Result<u64, String> {
     let mut delivered = 0u64;
-    // Where the next batch starts: just after the last key of the one before.
-    let mut cursor: Option<(u32, Vec<u8>)> = None;
-    loop {
-        let (h, o) = (hints.clone(), owner.to_string());
-        let (keys, bytes) = (config.batch_keys, config.batch_bytes);
-        let from = cursor.clone();
-        let batch = blocking(move || h.batch(&o, from.as_ref().map(|(p, k)| (*p, k.as_slice())), keys, bytes))
-            .await?
-            .map_err(|e| e.to_string())?;
-        if batch.is_empty() {
-            return Ok(delivered);
-        }
-        if let Some(last) = batch.last() {
-            // The smallest key after `last.key`: the key with a zero byte appended.
-            let mut next = last.key.to_vec();
-            next.push(0);
-            cursor = Some((last.partition, next));
-        }
+    let mut cursor = HintCursor::new(hints, owner, config);
+    while let Some(batch) = cursor.next().await? {
         let cutoff = hints.cutoff(hints.config.max_age);
         let (fresh, stale): (Vec<Hint>, Vec<Hint>) = batch.into_iter().partition(|h| h.record.stored_ms >= cutoff);
         for h in &stale {
@@ -368,28 +416,13 @@ pub async fn deliver_owner<S: Store, D: Deliver>(
         if fresh.is_empty() {
             continue;
         }
-        let size: u64 = fresh
-            .iter()
-            .map(|h| (h.key.len() + h.record.object.payload_len()) as u64)
-            .sum();
-        throttle.pace(size).await;
-        let objects: Vec<(Bytes, Object)> = fresh.iter().map(|h| (h.key.clone(), h.record.object.clone())).collect();
-        target.deliver(owner, objects).await?;
-        let (h, o) = (hints.clone(), owner.to_string());
-        let acked = blocking(move || {
-            let mut n = 0u64;
-            for hint in fresh {
-                n += h
-                    .acknowledge(&o, hint.partition, &hint.key, &hint.record.object)
-                    .map_err(|e| e.to_string())? as u64;
-            }
-            Ok::<_, String>(n)
-        })
-        .await??;
+        target.deliver(owner, paced_copies(&fresh, throttle).await).await?;
+        let acked = acknowledge_all(hints, owner, fresh).await?;
         metrics::counter!("shoal_hints_delivered_total").increment(acked);
         delivered += acked;
         // Hints refreshed during delivery stay, behind the cursor, for the next round.
     }
+    Ok(delivered)
 }
 
 /// Redirect the hints held for `owner` that waited longer than the window (see the module
@@ -403,20 +436,8 @@ pub async fn redirect_owner<S: Store, D: Deliver>(
     throttle: &Throttle,
 ) -> Result<u64, String> {
     let mut released = 0u64;
-    let mut cursor: Option<(u32, Vec<u8>)> = None;
-    loop {
-        let (h, o) = (hints.clone(), owner.to_string());
-        let (keys, bytes) = (config.batch_keys, config.batch_bytes);
-        let from = cursor.clone();
-        let batch = blocking(move || h.batch(&o, from.as_ref().map(|(p, k)| (*p, k.as_slice())), keys, bytes))
-            .await?
-            .map_err(|e| e.to_string())?;
-        let Some(last) = batch.last() else {
-            return Ok(released);
-        };
-        let mut next = last.key.to_vec();
-        next.push(0);
-        cursor = Some((last.partition, next));
+    let mut cursor = HintCursor::new(hints, owner, config);
+    while let Some(batch) = cursor.next().await? {
         let (waited, too_old) = (hints.cutoff(hints.config.window), hints.cutoff(hints.config.max_age));
         let due: Vec<Hint> = batch
             .into_iter()
@@ -425,31 +446,52 @@ pub async fn redirect_owner<S: Store, D: Deliver>(
         if due.is_empty() {
             continue;
         }
-        let size: u64 = due
-            .iter()
-            .map(|h| (h.key.len() + h.record.object.payload_len()) as u64)
-            .sum();
-        throttle.pace(size).await;
-        let objects: Vec<(Bytes, Object)> = due.iter().map(|h| (h.key.clone(), h.record.object.clone())).collect();
-        let news = target.redirect(owner, objects).await?;
-        let (h, o) = (hints.clone(), owner.to_string());
-        let moved = blocking(move || {
-            let mut n = 0u64;
-            for (hint, _) in due.into_iter().zip(news).filter(|(_, news)| *news) {
-                n += h
-                    .acknowledge(&o, hint.partition, &hint.key, &hint.record.object)
-                    .map_err(|e| e.to_string())? as u64;
-            }
-            Ok::<_, String>(n)
-        })
-        .await??;
+        let news = target.redirect(owner, paced_copies(&due, throttle).await).await?;
+        let moved: Vec<Hint> = due
+            .into_iter()
+            .zip(news)
+            .filter(|(_, news)| *news)
+            .map(|(h, _)| h)
+            .collect();
+        let moved = acknowledge_all(hints, owner, moved).await?;
         metrics::counter!("shoal_hints_redirected_total").increment(moved);
         released += moved;
     }
+    Ok(released)
+}
+
+/// Merges `objects` into the replicas `routes` names (node → indices into `objects`) with
+/// `merge`, and says, per object, whether some replica stored it as news. A replica that
+/// fails takes nothing and counts for nothing. Serves every [`Deliver::redirect`].
+pub async fn merge_for_news<N, F, Fut>(
+    routes: impl IntoIterator<Item = (N, Vec<usize>)>,
+    objects: &[(Bytes, Object)],
+    mut merge: F,
+) -> Vec<bool>
+where
+    N: std::fmt::Display,
+    F: FnMut(N, Vec<(Bytes, Object)>) -> Fut,
+    Fut: Future<Output = Result<Vec<bool>, String>>,
+{
+    let mut news = vec![false; objects.len()];
+    for (node, indices) in routes {
+        let batch = indices.iter().map(|&i| objects[i].clone()).collect();
+        let shown = node.to_string();
+        match merge(node, batch).await {
+            Ok(stored) => {
+                for (i, new) in indices.into_iter().zip(stored) {
+                    news[i] |= new;
+                }
+            }
+            Err(e) => debug!(to = %shown, error = %e, "redirecting hints to a replica failed"),
+        }
+    }
+    news
 }
 
 /// The delivery loop: every interval, hand each ready owner its hints; every sweep interval,
-/// drop hints past `max_age` and redirect those of owners that are not ready past the window.
+/// drop hints past `max_age`; for an owner that is not ready, redirect its hints past the
+/// window, at most every `redirect_interval` (longer after passes that released nothing).
 pub async fn run<S: Store, D: Deliver>(
     hints: Arc<Hints<S>>,
     target: D,

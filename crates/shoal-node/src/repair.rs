@@ -59,19 +59,12 @@ impl Deliver for HintTarget {
             |id| id == self.coordinator.me() || self.membership.is_alive(id),
         );
         drop(placement);
-        let mut news = vec![false; objects.len()];
-        for (node, indices) in routes {
-            let batch = indices.iter().map(|&i| objects[i].clone()).collect();
-            match self.merge_into(&node, epoch, batch).await {
-                Ok(stored) => {
-                    for (i, new) in indices.into_iter().zip(stored) {
-                        news[i] |= new;
-                    }
-                }
-                Err(e) => debug!(%owner, to = %node, error = %e, "redirecting hints to a replica failed"),
-            }
-        }
-        Ok(news)
+        Ok(
+            shoal_handoff::merge_for_news(routes, &objects, |node, batch| async move {
+                self.merge_into(&node, epoch, batch).await
+            })
+            .await,
+        )
     }
 }
 

@@ -605,6 +605,16 @@ impl SimDeliver {
     }
 }
 
+impl SimDeliver {
+    fn transport(&self) -> SimTransport {
+        SimTransport {
+            net: self.net.clone(),
+            me: self.me,
+            inc: self.inc,
+        }
+    }
+}
+
 impl Deliver for SimDeliver {
     fn ready(&self, owner: &str) -> bool {
         let Some(c) = self.core.upgrade() else { return false };
@@ -624,11 +634,7 @@ impl Deliver for SimDeliver {
         let epoch = placement.epoch;
         let routes = placement.route_handoff(&NodeId::from(owner), objects, |o| o.n);
         drop((placement, c));
-        let transport = SimTransport {
-            net: self.net.clone(),
-            me: self.me,
-            inc: self.inc,
-        };
+        let transport = self.transport();
         for (node, batch) in routes {
             transport.handoff(&node, "handoff", epoch, batch).await?;
         }
@@ -651,22 +657,12 @@ impl Deliver for SimDeliver {
             |id| id == c.coordinator.me() || c.is_alive_member(id),
         );
         drop((placement, c));
-        let transport = SimTransport {
-            net: self.net.clone(),
-            me: self.me,
-            inc: self.inc,
-        };
-        let mut news = vec![false; objects.len()];
-        for (node, indices) in routes {
-            let batch = indices.iter().map(|&i| objects[i].clone()).collect();
-            // A replica that fails takes nothing; the others' news still counts.
-            if let Ok(stored) = transport.handoff(&node, "handoff", epoch, batch).await {
-                for (i, new) in indices.into_iter().zip(stored) {
-                    news[i] |= new;
-                }
-            }
-        }
-        Ok(news)
+        let transport = self.transport();
+        Ok(shoal_handoff::merge_for_news(routes, &objects, |node, batch| {
+            let transport = transport.clone();
+            async move { transport.handoff(&node, "handoff", epoch, batch).await }
+        })
+        .await)
     }
 }
 

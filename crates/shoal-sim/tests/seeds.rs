@@ -210,8 +210,10 @@ fn the_checkers_catch_changes_that_excuse_dead_members() {
     );
 }
 
-/// Runs `script` over `seeds` and checks each run's verdict; returns the reports.
-fn scripted(script: Script, seeds: std::ops::Range<u64>) -> Vec<shoal_sim::RunReport> {
+/// Runs `script` over `seeds` and checks what both scripts promise: no anomaly, a join that
+/// stayed unfinished for the 8 s n3 was down, and a join that finished once n3 returned or
+/// was skipped. Returns each seed's script report.
+fn scripted(script: Script, seeds: std::ops::Range<u64>) -> Vec<(u64, shoal_sim::ScriptReport, usize)> {
     seeds
         .map(|seed| {
             let mut config = SimConfig::new(seed);
@@ -219,7 +221,13 @@ fn scripted(script: Script, seeds: std::ops::Range<u64>) -> Vec<shoal_sim::RunRe
             config.chaos = Duration::from_secs(35);
             let report = run(&config);
             assert!(report.verdict.ok(), "seed {seed}: {:?}", report.verdict.anomalies);
-            report
+            let s = report.script.clone().expect("a script report");
+            assert!(s.blocked_ms >= 8000, "seed {seed}: the join finished without n3: {s:?}");
+            assert!(
+                s.finished_after_ms.is_some(),
+                "seed {seed}: the join never finished: {s:?}"
+            );
+            (seed, s, report.ops)
         })
         .collect()
 }
@@ -228,21 +236,10 @@ fn scripted(script: Script, seeds: std::ops::Range<u64>) -> Vec<shoal_sim::RunRe
 /// returns; then the join finishes and the checkers find nothing.
 #[test]
 fn a_killed_member_blocks_a_join_until_it_returns() {
-    for r in scripted(Script::JoinWaitsForKilledMember, 0..8) {
-        let s = r.script.clone().expect("a script report");
+    for (seed, s, ops) in scripted(Script::JoinWaitsForKilledMember, 0..8) {
         println!(
-            "seed {}: join blocked {} ms while n3 was down, finished {:?} ms after its restart, {} ops",
-            r.seed, s.blocked_ms, s.finished_after_ms, r.ops
-        );
-        assert!(
-            s.blocked_ms >= 8000,
-            "seed {}: the join finished without n3: {s:?}",
-            r.seed
-        );
-        assert!(
-            s.finished_after_ms.is_some(),
-            "seed {}: the join never finished: {s:?}",
-            r.seed
+            "seed {seed}: join blocked {} ms while n3 was down, finished {:?} ms after its restart, {ops} ops",
+            s.blocked_ms, s.finished_after_ms
         );
     }
 }
@@ -251,26 +248,14 @@ fn a_killed_member_blocks_a_join_until_it_returns() {
 /// old record, replicas fence its requests out, and no anomaly follows.
 #[test]
 fn a_skipped_member_is_fenced_out_when_it_returns() {
-    for r in scripted(Script::SkippedMemberReturns, 0..8) {
-        let s = r.script.clone().expect("a script report");
+    for (seed, s, ops) in scripted(Script::SkippedMemberReturns, 0..8) {
         println!(
-            "seed {}: join blocked {} ms, finished {:?} ms after the skip, the returning n3 fenced {} times, {} ops",
-            r.seed, s.blocked_ms, s.finished_after_ms, s.fenced_on_return, r.ops
-        );
-        assert!(
-            s.blocked_ms >= 8000,
-            "seed {}: the join finished without n3: {s:?}",
-            r.seed
-        );
-        assert!(
-            s.finished_after_ms.is_some(),
-            "seed {}: the skip did not let the join finish: {s:?}",
-            r.seed
+            "seed {seed}: join blocked {} ms, finished {:?} ms after the skip, the returning n3 fenced {} times, {ops} ops",
+            s.blocked_ms, s.finished_after_ms, s.fenced_on_return
         );
         assert!(
             s.fenced_on_return >= 1,
-            "seed {}: no request of the returning n3 was fenced: {s:?}",
-            r.seed
+            "seed {seed}: no request of the returning n3 was fenced: {s:?}"
         );
     }
 }
